@@ -1,0 +1,399 @@
+"""The appliance's configuration: typed models, TOML loading, errors a person can act on.
+
+One file, `/etc/appliance/config.toml` on a device (the repository's `config.toml` is
+that file, with every option and its default documented). It is read with `tomllib` and
+validated into the frozen models below. Unknown keys are errors, because a typo that
+passes silently (`capture_devise = ...`) is a setting the user believes is in force.
+Every error names the file, the dotted key, the bad value and what is allowed.
+
+The Gemini API key is deliberately not a config option: config files get pasted into
+forums. It comes from systemd's credential directory, a key file, or the environment
+(see `resolve_api_key`), and is held as a `SecretStr` so no `repr()` or log shows it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from appliance.hardware import boards
+
+DEFAULT_PATH = Path("/etc/appliance/config.toml")
+"""Where the service reads its config; `--config` or `APPLIANCE_CONFIG` override it."""
+
+API_KEY_CREDENTIAL = "gemini-api-key"
+"""The credential name the unit file loads with `LoadCredential=`."""
+
+DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
+
+State = Literal[
+    "idle", "connecting", "listening", "thinking", "speaking", "muted", "offline", "error"
+]
+LED_STATES: tuple[str, ...] = (
+    "idle",
+    "connecting",
+    "listening",
+    "thinking",
+    "speaking",
+    "muted",
+    "offline",
+    "error",
+    "camera",
+)
+"""The states the LEDs can show; `camera` is shown on top while frames are being sent."""
+
+
+class _Section(BaseModel):
+    """Base of every section: frozen, and unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LiveConfig(_Section):
+    """`[live]`: which model to talk to, how, and where."""
+
+    model: str = Field(DEFAULT_MODEL, min_length=1)
+    voice: str = Field("Kore", min_length=1)
+    language: str | None = None
+    system_instruction: str = (
+        "You are a helpful voice assistant on a small speaker in the user's home. "
+        "Answer briefly and conversationally; your words are spoken aloud."
+    )
+    api_key_file: Path | None = None
+    endpoint: str | None = None
+    """Base URL override, e.g. `https://127.0.0.1:8443` for the local emulator."""
+    ca_file: Path | None = None
+    """Extra CA certificate (PEM) to trust for `endpoint`, e.g. the emulator's."""
+    api_version: str | None = None
+    setup_timeout_s: float = Field(10.0, gt=0, le=120)
+    reconnect_max_delay_s: float = Field(30.0, gt=0, le=3600)
+    transcription: bool = True
+    context_compression: bool = True
+    session_resumption: bool = True
+    google_search: bool = False
+
+
+class AudioConfig(_Section):
+    """`[audio]`: ALSA devices and the audio path."""
+
+    capture_device: str = Field("default", min_length=1)
+    playback_device: str = Field("default", min_length=1)
+    capture_channels: int = Field(1, ge=1, le=16)
+    """How many channels to open the capture device with (a 2-mic HAT: 2)."""
+    capture_channel: int = Field(0, ge=0, le=15)
+    """Which of those channels is the microphone to use (0-based)."""
+    period_ms: int = Field(20, ge=10, le=64)
+    preroll_ms: int = Field(300, ge=0, le=5000)
+    jitter_ms: int = Field(60, ge=0, le=1000)
+    mic_gain_db: float = Field(0.0, ge=-20, le=40)
+    volume: int = Field(80, ge=0, le=100)
+    """Initial output volume in percent; changes made at run time persist in the state dir."""
+    mixer: str | None = None
+    """ALSA mixer control for the volume (e.g. `Speaker`); unset: software scaling."""
+    mixer_card: str | None = None
+    """Card of that mixer control (e.g. `seeed2micvoicec`); unset: the default card."""
+    earcons: tuple[Literal["wake", "done", "error", "offline"], ...] = (
+        "wake",
+        "done",
+        "error",
+        "offline",
+    )
+    """Which short generated sounds to play; `[]` for none."""
+
+    @model_validator(mode="after")
+    def _channel_in_range(self) -> AudioConfig:
+        if self.capture_channel >= self.capture_channels:
+            raise ValueError(
+                f"capture_channel = {self.capture_channel} but capture_channels = "
+                f"{self.capture_channels}: the channel index must be below the channel count"
+            )
+        return self
+
+
+ButtonAction = Literal["talk", "stop", "mute", "none"]
+
+
+class ButtonActions(_Section):
+    """`[button.actions]`: what each gesture does (in `hold` mode, press/release talk)."""
+
+    press: ButtonAction = "talk"
+    double_press: ButtonAction = "stop"
+    hold: ButtonAction = "mute"
+
+
+class ButtonConfig(_Section):
+    """`[button]`: one push button on a GPIO pin; no `pin` means no button."""
+
+    pin: int | None = Field(None, ge=0, le=53)
+    """BCM GPIO number."""
+    pull_up: bool = True
+    """True: the button connects the pin to ground (the usual wiring)."""
+    bounce_ms: int = Field(20, ge=0, le=500)
+    hold_s: float = Field(3.0, gt=0, le=30)
+    double_press_ms: int = Field(400, ge=50, le=2000)
+    actions: ButtonActions = ButtonActions()
+
+
+LedPatternName = Literal["off", "on", "blink", "pulse"]
+
+
+class LedPattern(_Section):
+    """How one state looks: a pattern, a colour (RGB and APA102 only) and a level."""
+
+    pattern: LedPatternName = "on"
+    colour: str = Field("#ffffff", pattern=r"^#[0-9a-fA-F]{6}$")
+    level: float = Field(1.0, ge=0, le=1)
+    period_s: float = Field(1.0, gt=0, le=10)
+    """Length of one blink or pulse cycle."""
+
+
+def _default_led_patterns() -> dict[str, LedPattern]:
+    """The field's habit: dim when idle, bright while listening, pulsing while speaking."""
+    return {
+        "idle": LedPattern(pattern="on", colour="#ffffff", level=0.05),
+        "connecting": LedPattern(pattern="blink", colour="#0040ff", level=0.6, period_s=0.5),
+        "listening": LedPattern(pattern="on", colour="#0080ff", level=1.0),
+        "thinking": LedPattern(pattern="pulse", colour="#8000ff", level=0.8, period_s=0.6),
+        "speaking": LedPattern(pattern="pulse", colour="#00ff40", level=1.0, period_s=1.2),
+        "muted": LedPattern(pattern="on", colour="#ff8000", level=0.3),
+        "offline": LedPattern(pattern="blink", colour="#ff8000", level=0.5, period_s=2.0),
+        "error": LedPattern(pattern="blink", colour="#ff0000", level=1.0, period_s=0.4),
+        "camera": LedPattern(pattern="on", colour="#ff00ff", level=0.5),
+    }
+
+
+class LedsConfig(_Section):
+    """`[leds]`: the driver and how each state looks (`[leds.states.NAME]`)."""
+
+    driver: Literal["none", "led", "pwmled", "rgbled", "apa102"] = "none"
+    pin: int | None = Field(None, ge=0, le=53)
+    """The LED's BCM pin for `led` and `pwmled`."""
+    red_pin: int | None = Field(None, ge=0, le=53)
+    green_pin: int | None = Field(None, ge=0, le=53)
+    blue_pin: int | None = Field(None, ge=0, le=53)
+    active_high: bool = True
+    count: int = Field(3, ge=1, le=255)
+    """Number of APA102 LEDs."""
+    spi_bus: int = Field(0, ge=0)
+    spi_device: int = Field(1, ge=0)
+    power_pin: int | None = Field(None, ge=0, le=53)
+    """GPIO that switches the APA102 supply on (GPIO 12 on the ReSpeaker 2-mic HAT)."""
+    brightness: float = Field(0.5, ge=0, le=1)
+    fps: int = Field(30, ge=1, le=120)
+    states: dict[str, LedPattern] = Field(default_factory=_default_led_patterns)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_state_defaults(cls, data: Any) -> Any:
+        """A user who sets `[leds.states.idle]` keeps the defaults of the other states."""
+        if isinstance(data, Mapping) and isinstance(data.get("states"), Mapping):
+            merged: dict[str, Any] = dict(_default_led_patterns())
+            merged.update(data["states"])
+            data = {**data, "states": merged}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> LedsConfig:
+        unknown = sorted(set(self.states) - set(LED_STATES))
+        if unknown:
+            raise ValueError(
+                f"unknown LED state(s) {', '.join(unknown)}; allowed: {', '.join(LED_STATES)}"
+            )
+        if self.driver in ("led", "pwmled") and self.pin is None:
+            raise ValueError(f"driver = {self.driver!r} needs `pin` (a BCM GPIO number)")
+        if self.driver == "rgbled" and None in (self.red_pin, self.green_pin, self.blue_pin):
+            raise ValueError("driver = 'rgbled' needs red_pin, green_pin and blue_pin")
+        return self
+
+
+class CameraConfig(_Section):
+    """`[camera]`: optional picamera2 frames, only ever during a conversation."""
+
+    enabled: bool = False
+    mode: Literal["stream", "on_request"] = "on_request"
+    max_fps: float = Field(1.0, gt=0, le=1)
+    max_size: int = Field(768, ge=64, le=1024)
+    """Longest side of a frame, in pixels."""
+    jpeg_quality: int = Field(80, ge=10, le=95)
+
+
+class BehaviourConfig(_Section):
+    """`[behaviour]`: turn-taking, timeouts, echo handling, conversation memory."""
+
+    mode: Literal["toggle", "hold"] = "toggle"
+    conversation_timeout_s: float = Field(20.0, gt=0, le=3600)
+    """In `toggle` mode, end the conversation after this long with nobody talking."""
+    duplex: Literal["half", "full"] = "half"
+    """`half`: the mic is not sent while a reply plays (no echo canceller needed)."""
+    half_duplex_tail_ms: int = Field(300, ge=0, le=3000)
+    remember_s: float = Field(600.0, ge=0, le=7200)
+    """Keep the session resumption handle this long after a conversation; 0 forgets."""
+    tools: bool = True
+    """Let the model call local functions (volume, time, stop, look)."""
+
+
+class ControlConfig(_Section):
+    """`[control]`: the Unix socket that `appliance talk|stop|status|...` use."""
+
+    socket: Path | None = None
+    """Default: `$RUNTIME_DIRECTORY/control.sock`, else `/run/appliance/control.sock`."""
+    group: str | None = None
+    """Group that may use the socket (mode 0660); unset: the service's own group."""
+
+
+class LoggingConfig(_Section):
+    """`[logging]`: level and what is logged."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    transcripts: bool = True
+
+
+class Config(_Section):
+    """The whole file. `board` fills pins and drivers before the sections are read."""
+
+    board: str = "custom"
+    live: LiveConfig = LiveConfig()
+    audio: AudioConfig = AudioConfig()
+    button: ButtonConfig = ButtonConfig()
+    leds: LedsConfig = LedsConfig()
+    camera: CameraConfig = CameraConfig()
+    behaviour: BehaviourConfig = BehaviourConfig()
+    control: ControlConfig = ControlConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used. `problems` holds one line per problem."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = Path(path)
+        self.problems = problems
+        super().__init__("\n".join(f"{self.path}: {p}" for p in problems))
+
+
+def load(path: Path | str | None = None) -> Config:
+    """Read and validate a config file; a missing default file means all defaults.
+
+    Raises ConfigError naming the file and each bad key.
+    """
+    explicit = path is not None or "APPLIANCE_CONFIG" in os.environ
+    file = Path(path or os.environ.get("APPLIANCE_CONFIG") or DEFAULT_PATH)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(file, ["no such file"]) from None
+        return Config()
+    except OSError as exc:
+        raise ConfigError(file, [f"cannot read: {exc.strerror}"]) from None
+    return parse(text, file)
+
+
+def parse(text: str, path: Path | str = "<config>") -> Config:
+    """Validate TOML text; `path` is only used in error messages."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    return from_dict(raw, path)
+
+
+def from_dict(raw: Mapping[str, Any], path: Path | str = "<config>") -> Config:
+    """Validate an already-parsed document, applying the board preset under it."""
+    board = raw.get("board", "custom")
+    if board not in boards.PRESETS:
+        raise ConfigError(
+            path,
+            [f"board: unknown board {board!r}; allowed: {', '.join(sorted(boards.PRESETS))}"],
+        )
+    merged = _deep_merge(boards.PRESETS[board], raw)
+    try:
+        return Config.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(path, [_describe(err) for err in exc.errors()]) from None
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The model class that holds the key at `loc`, for 'did you mean' suggestions."""
+    model: type[BaseModel] = Config
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif model is LedsConfig and part == "states":
+            model = LedPattern
+        else:
+            return None
+    return model
+
+
+def _describe(err: Any) -> str:
+    """One line for one pydantic error: `key: problem (got value)`."""
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        hint = ""
+        if model is not None:
+            close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+            allowed = ", ".join(model.model_fields)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; allowed keys: {allowed}"
+        return f"{key}: unknown key{hint}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    if kind == "missing" or isinstance(value, Mapping):
+        return f"{key}: {message}"
+    return f"{key}: {message} (got {value!r})"
+
+
+def resolve_api_key(config: Config, environ: Mapping[str, str] | None = None) -> SecretStr | None:
+    """Find the Gemini API key, first hit wins; None when there is none.
+
+    1. systemd credential `$CREDENTIALS_DIRECTORY/gemini-api-key` (`LoadCredential=`),
+    2. the file named by `[live] api_key_file`,
+    3. the `GEMINI_API_KEY` environment variable.
+    """
+    env = os.environ if environ is None else environ
+    candidates: list[Path] = []
+    if env.get("CREDENTIALS_DIRECTORY"):
+        candidates.append(Path(env["CREDENTIALS_DIRECTORY"]) / API_KEY_CREDENTIAL)
+    for file in candidates:
+        if file.is_file():
+            return _read_key(file)
+    if config.live.api_key_file is not None:
+        file = config.live.api_key_file
+        if not file.is_file():
+            raise ConfigError(
+                "config", [f"live.api_key_file: no such file {str(file)!r} (it should hold the key)"]
+            )
+        return _read_key(file)
+    value = env.get("GEMINI_API_KEY", "").strip()
+    return SecretStr(value) if value else None
+
+
+def _read_key(file: Path) -> SecretStr | None:
+    try:
+        value = file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(file, [f"cannot read the API key file: {exc.strerror}"]) from None
+    return SecretStr(value) if value else None
