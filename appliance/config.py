@@ -367,28 +367,39 @@ def _describe(err: Any) -> str:
 
 
 def resolve_api_key(config: Config, environ: Mapping[str, str] | None = None) -> SecretStr | None:
-    """Find the Gemini API key, first hit wins; None when there is none.
+    """The Gemini API key, or None when there is none (see `find_api_key`)."""
+    found = find_api_key(config, environ)
+    return found[0] if found else None
+
+
+def find_api_key(
+    config: Config, environ: Mapping[str, str] | None = None
+) -> tuple[SecretStr, str] | None:
+    """Find the Gemini API key and say where it came from; first hit wins.
 
     1. systemd credential `$CREDENTIALS_DIRECTORY/gemini-api-key` (`LoadCredential=`),
     2. the file named by `[live] api_key_file`,
     3. the `GEMINI_API_KEY` environment variable.
+    An empty file or variable counts as none. The source is safe to print; the key is not.
     """
     env = os.environ if environ is None else environ
-    candidates: list[Path] = []
     if env.get("CREDENTIALS_DIRECTORY"):
-        candidates.append(Path(env["CREDENTIALS_DIRECTORY"]) / API_KEY_CREDENTIAL)
-    for file in candidates:
-        if file.is_file():
-            return _read_key(file)
+        credential = Path(env["CREDENTIALS_DIRECTORY"]) / API_KEY_CREDENTIAL
+        if credential.is_file():
+            key = _read_key(credential)
+            if key is not None:
+                return key, f"systemd credential {API_KEY_CREDENTIAL}"
     if config.live.api_key_file is not None:
         file = config.live.api_key_file
         if not file.is_file():
             raise ConfigError(
-                "config", [f"live.api_key_file: no such file {str(file)!r} (it should hold the key)"]
+                file, ["no such file; [live] api_key_file names it as the API key file"]
             )
-        return _read_key(file)
+        key = _read_key(file)
+        if key is not None:
+            return key, f"file {file}"
     value = env.get("GEMINI_API_KEY", "").strip()
-    return SecretStr(value) if value else None
+    return (SecretStr(value), "environment variable GEMINI_API_KEY") if value else None
 
 
 def _read_key(file: Path) -> SecretStr | None:

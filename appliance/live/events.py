@@ -91,6 +91,17 @@ class SessionResumed:
 
 
 @dataclass(frozen=True, slots=True)
+class Offline:
+    """Reconnecting failed for longer than the client will try; the session is over.
+
+    Unlike `FatalError` the cause is probably passing (network down, service busy): the
+    next conversation may well work.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class FatalError:
     """The session cannot go on and retrying will not help (bad key, unknown model...).
 
@@ -110,5 +121,6 @@ LiveEvent = (
     | ToolCallCancelled
     | SessionLost
     | SessionResumed
+    | Offline
     | FatalError
 )
