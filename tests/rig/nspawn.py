@@ -1,0 +1,306 @@
+"""A booted Debian 12 in systemd-nspawn: real systemd and journald for the system tests.
+
+The host has no systemd, so unit files, sd_notify, credentials, hardening and journald
+fields can only be seen for real inside a container whose PID 1 is systemd. This module
+builds that container's root file system once (debootstrap, cached under
+`/var/cache/appliance-tests/`, keyed by a hash of what goes into it), builds the
+project's wheels on the host once (same Debian 12, same Python 3.11, same glibc), and
+boots throw-away containers from the cached root with `--volatile=overlay`: every write
+lands in a tmpfs and vanishes at power-off, so the cache stays pristine and a boot costs
+seconds, not a copy.
+
+Usage (as root, with systemd-container and debootstrap installed):
+
+    root = ensure_rootfs()
+    with Container(root, binds={wheels: "/mnt/wheels"}) as box:
+        box.run("systemctl", "is-system-running")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+
+REPO = Path(__file__).resolve().parents[2]
+CACHE = Path(os.environ.get("APPLIANCE_TEST_CACHE", "/var/cache/appliance-tests"))
+SUITE = "bookworm"
+BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv")
+RIG_VERSION = "1"
+"""Bump to force a rebuild of cached roots when the way they are made changes."""
+
+CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def missing_tools() -> str | None:
+    """Why the rig cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root (systemd-nspawn and debootstrap)"
+    for tool in ("systemd-nspawn", "debootstrap", "nsenter"):
+        if shutil.which(tool) is None:
+            return f"{tool} is missing: apt-get install systemd-container debootstrap util-linux"
+    return None
+
+
+def install_runtime_packages() -> tuple[str, ...]:
+    """The apt packages deploy/install.sh needs at run time, read from the script itself.
+
+    They go into the cached root so the script's apt step finds them installed and runs
+    offline, while the script still checks for them for real.
+    """
+    text = (REPO / "deploy" / "install.sh").read_text(encoding="utf-8")
+    match = re.search(r"^runtime_packages=\(([^)]*)\)", text, re.MULTILINE)
+    if match is None:
+        raise RuntimeError("deploy/install.sh has no `runtime_packages=(...)` line")
+    return tuple(match.group(1).split())
+
+
+def rootfs_packages() -> tuple[str, ...]:
+    return tuple(sorted(set(BASE_PACKAGES) | set(install_runtime_packages())))
+
+
+def _key(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _locked(name: str) -> Iterator[None]:
+    """Serialise builds of one cache entry between concurrent test runs."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def ensure_rootfs() -> Path:
+    """The cached Debian 12 root, built by debootstrap on first use (about a minute)."""
+    packages = rootfs_packages()
+    root = CACHE / f"rootfs-{SUITE}-{_key(RIG_VERSION, SUITE, *packages)}"
+    if (root / ".complete").exists():
+        return root
+    with _locked(root.name):
+        if (root / ".complete").exists():
+            return root
+        build = Path(tempfile.mkdtemp(prefix=f"{root.name}.build-", dir=CACHE))
+        try:
+            subprocess.run(
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    f"--include={','.join(packages)}",
+                    SUITE,
+                    str(build),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            _prepare(build)
+            (build / ".complete").write_text(" ".join(packages) + "\n")
+            shutil.rmtree(root, ignore_errors=True)
+            build.rename(root)
+        except subprocess.CalledProcessError as exc:
+            raise RuntimeError(f"debootstrap failed:\n{exc.stderr[-3000:]}") from None
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+    return root
+
+
+def _prepare(root: Path) -> None:
+    """Make boots quick and quiet: no getty, no apt timers, a fixed hostname."""
+    (root / "etc/hostname").write_text("appliance-test\n")
+    wants = root / "etc/systemd/system"
+    for name in (
+        "console-getty.service",
+        "getty@.service",
+        "apt-daily.timer",
+        "apt-daily-upgrade.timer",
+        "systemd-networkd-wait-online.service",
+    ):
+        link = wants / name
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
+
+
+def ensure_wheels() -> Path:
+    """Wheels of the project's run-time dependencies, built once per pyproject.toml."""
+    pyproject = (REPO / "pyproject.toml").read_bytes()
+    out = CACHE / f"wheels-{_key(RIG_VERSION, hashlib.sha256(pyproject).hexdigest())}"
+    if (out / ".complete").exists():
+        return out
+    with _locked(out.name):
+        if (out / ".complete").exists():
+            return out
+        shutil.rmtree(out, ignore_errors=True)
+        _pip_wheel(out, REPO)
+        for stale in out.glob("appliance-*.whl"):
+            stale.unlink()  # the project itself is built fresh per session
+        (out / ".complete").write_text("")
+    return out
+
+
+def build_project_wheel(dest: Path) -> Path:
+    """A wheel of the working tree as it is now (seconds)."""
+    _pip_wheel(dest, REPO, "--no-deps")
+    (wheel,) = dest.glob("appliance-*.whl")
+    return wheel
+
+
+def _pip_wheel(dest: Path, *args: str | Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    python = REPO / ".venv/bin/python"
+    result = subprocess.run(
+        [str(python if python.exists() else "python3"), "-m", "pip", "wheel", "-q"]
+        + ["--wheel-dir", str(dest), *map(str, args)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"pip wheel failed:\n{result.stderr[-3000:]}")
+
+
+class Container:
+    """One booted container over a cached root; all writes vanish when it stops."""
+
+    def __init__(
+        self,
+        root: Path,
+        binds: Mapping[Path | str, str] | None = None,
+        boot_timeout_s: float = 90.0,
+    ) -> None:
+        self.root = root
+        self.binds = dict(binds or {})
+        self.boot_timeout_s = boot_timeout_s
+        self.name = f"appliance-test-{os.getpid()}"
+        self.pid1: int | None = None
+        self._nspawn: subprocess.Popen[bytes] | None = None
+        self._console = tempfile.TemporaryFile()
+
+    def __enter__(self) -> Container:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        cmd = [
+            "systemd-nspawn",
+            "--quiet",
+            f"--directory={self.root}",
+            f"--machine={self.name}",
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--volatile=overlay",
+            "--console=pipe",
+        ]
+        cmd += [f"--bind-ro={host}:{inside}" for host, inside in self.binds.items()]
+        self._nspawn = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._console,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.boot_timeout_s
+        while self.pid1 is None:
+            if self._nspawn.poll() is not None:
+                raise RuntimeError(f"systemd-nspawn exited early:\n{self.console()[-3000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the container did not start:\n{self.console()[-3000:]}")
+            self.pid1 = _find_pid1(self._nspawn.pid)
+            time.sleep(0.1)
+        left = max(5.0, deadline - time.monotonic())
+        state = self.run("systemctl", "is-system-running", "--wait", check=False, timeout=left)
+        if state.stdout.strip() not in ("running", "degraded"):
+            failed = self.run("systemctl", "--failed", "--no-pager", check=False).stdout
+            raise RuntimeError(f"boot ended as {state.stdout.strip()!r}:\n{failed}")
+
+    def run(
+        self,
+        *argv: str,
+        check: bool = True,
+        timeout: float = 60.0,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the container (all its namespaces), as root."""
+        if self.pid1 is None:
+            raise RuntimeError("the container is not running")
+        cmd = ["nsenter", "-t", str(self.pid1), "-m", "-u", "-i", "-n", "-p", "-r", "-w"]
+        cmd += ["env", "-i", f"PATH={CONTAINER_PATH}", "LANG=C.UTF-8", *argv]
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, input=input, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv)} exited {result.returncode}\n"
+                f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+            )
+        return result
+
+    def write(self, path: str, text: str, mode: int = 0o644) -> None:
+        """Create a file inside the container (through its own shell, so it lands in the overlay)."""
+        self.run("install", "-D", "-m", f"{mode:o}", "/dev/stdin", path, input=text)
+
+    def console(self) -> str:
+        self._console.seek(0)
+        return self._console.read().decode(errors="replace")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Power off (SIGTERM to nspawn asks PID 1 for a clean shutdown), then make sure."""
+        proc, self._nspawn, self.pid1 = self._nspawn, None, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+
+
+def _runs_systemd(pid: int) -> bool:
+    """True once the container's first process has exec'd systemd (not nspawn's stub)."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe").endswith("/systemd")
+    except OSError:
+        return False
+
+
+def _find_pid1(nspawn_pid: int) -> int | None:
+    """The host pid of the container's init: the descendant whose innermost pid is 1."""
+    todo = [nspawn_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("NSpid:"):
+                ids = line.split()[1:]
+                if len(ids) > 1 and ids[-1] == "1" and _runs_systemd(pid):
+                    return pid
+        for task in Path(f"/proc/{pid}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in task.read_text().split()]
+    return None
