@@ -216,7 +216,8 @@ class CloseSession:
 @dataclass(frozen=True, slots=True)
 class KeepMic:
     """Keep mic audio for the session that is connecting: the pre-roll (if `preroll`),
-    then everything captured from now on (if audio is already kept, continue after it)."""
+    then everything captured from now on (if audio is already kept, continue after it).
+    Nothing is sent until `StreamMic`."""
 
     preroll: bool = True
 
@@ -447,7 +448,9 @@ def step(p: Policy, m: Memory, ev: Event) -> Step:
         case Fatal():
             return end("error", Earcon("error")) if s in ACTIVE else go("error", Earcon("error"))
         case Ask() if s in ("listening", "thinking", "speaking"):
-            stop = (StopPlayback(),) if s == "speaking" else ()
+            stop: tuple[Action, ...] = (StopPlayback(),) if s == "speaking" else ()
+            if s == "listening" and not toggle:  # the spoken turn ends where the text starts
+                stop = (ActivityEnd(), StopMic())
             return go("thinking", *stop, CancelTimeout(), SendText(ev.text, ev.verbatim))
         case SessionLost() if s in ("listening", "thinking", "speaking"):
             if not m.voice or not (toggle or m.held):

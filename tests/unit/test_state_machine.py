@@ -1,0 +1,354 @@
+"""The daemon's state machine on its own: every transition, both turn-taking modes.
+
+Each state is reached by a real path of events from `idle` (never by poking memory),
+then every event is tried there. Random walks check the privacy rules hold whatever
+order events come in.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from appliance.daemon import state as sm
+from appliance.daemon.state import (
+    ActivityEnd,
+    ActivityStart,
+    ArmTimeout,
+    Ask,
+    CancelTimeout,
+    Capture,
+    CloseSession,
+    Earcon,
+    Fatal,
+    Interrupted,
+    KeepMic,
+    Mute,
+    Offline,
+    OpenSession,
+    PlaybackDrained,
+    Policy,
+    Press,
+    Release,
+    ReplyStarted,
+    Reset,
+    SendText,
+    SessionLost,
+    SessionReady,
+    SessionResumed,
+    StateMachine,
+    Stop,
+    StopMic,
+    StopPlayback,
+    StreamMic,
+    Timeout,
+    TurnComplete,
+    UserSpeech,
+    UserTurnEnded,
+)
+
+TOGGLE = Policy(mode="toggle", half_duplex=True, tail_ms=300, timeout_s=20.0)
+HOLD = Policy(mode="hold", half_duplex=True, tail_ms=300, timeout_s=20.0)
+
+# How to reach each state from idle, per mode.
+PATHS: dict[str, list[sm.Event]] = {
+    "idle": [],
+    "connecting": [Press()],
+    "listening": [Press(), SessionReady()],
+    "speaking": [Press(), SessionReady(), ReplyStarted()],
+    "muted": [Mute(on=True)],
+    "offline": [Press(), Offline("no route")],
+    "error": [Fatal("bad key")],
+}
+TOGGLE_PATHS = {**PATHS, "thinking": [Press(), SessionReady(), UserTurnEnded()]}
+HOLD_PATHS = {
+    **PATHS,
+    "thinking": [Press(), SessionReady(), Release()],
+    "speaking": [Press(), SessionReady(), Release(), ReplyStarted()],
+}
+ALL_EVENTS: list[sm.Event] = [
+    Press(),
+    Release(),
+    Stop(),
+    Mute(on=True),
+    Mute(on=False),
+    Ask("what time is it"),
+    SessionReady(),
+    SessionLost("reset"),
+    SessionResumed(),
+    Offline("down"),
+    Fatal("bad key"),
+    UserSpeech(),
+    UserTurnEnded(),
+    ReplyStarted(),
+    Interrupted(),
+    TurnComplete(),
+    PlaybackDrained(),
+    Timeout(),
+    Reset(),
+]
+END = (StopMic(), StopPlayback(), CancelTimeout(), CloseSession())
+
+
+def at(state: str, policy: Policy) -> StateMachine:
+    machine = StateMachine(policy)
+    paths = TOGGLE_PATHS if policy.mode == "toggle" else HOLD_PATHS
+    for event in paths[state]:
+        machine.handle(event)
+    assert machine.state == state
+    return machine
+
+
+def test_paths_reach_every_state() -> None:
+    for policy in (TOGGLE, HOLD):
+        for state in sm.STATES:
+            at(state, policy)
+
+
+# (state, event) -> (next state, actions), toggle mode.
+TOGGLE_TABLE: list[tuple[str, sm.Event, str, tuple[sm.Action, ...]]] = [
+    ("idle", Press(), "connecting", (Earcon("wake"), KeepMic(), OpenSession())),
+    ("idle", Ask("hi"), "connecting", (OpenSession(),)),
+    ("idle", Mute(on=True), "muted", (Capture(False), Earcon("muted"))),
+    ("connecting", SessionReady(), "listening", (StreamMic(), ArmTimeout(20.0))),
+    ("connecting", SessionResumed(), "listening", (StreamMic(), ArmTimeout(20.0))),
+    ("connecting", Press(), "idle", (*END, Earcon("done"))),
+    ("connecting", Stop(), "idle", (*END, Earcon("done"))),
+    ("connecting", Offline("x"), "offline", (*END, Earcon("error"))),
+    ("connecting", Fatal("x"), "error", (*END, Earcon("error"))),
+    ("connecting", Mute(on=True), "muted", (*END, Capture(False), Earcon("muted"))),
+    ("connecting", SessionLost("x"), "connecting", ()),
+    ("connecting", Release(), "connecting", ()),
+    ("listening", Press(), "idle", (*END, Earcon("done"))),
+    ("listening", Timeout(), "idle", (*END, Earcon("done"))),
+    ("listening", UserSpeech(), "listening", (ArmTimeout(20.0),)),
+    ("listening", UserTurnEnded(), "thinking", (CancelTimeout(),)),
+    ("listening", ReplyStarted(), "speaking", (CancelTimeout(), StopMic())),
+    ("listening", Release(), "listening", ()),
+    ("listening", Ask("hi"), "thinking", (CancelTimeout(), SendText("hi"))),
+    (
+        "listening",
+        SessionLost("x"),
+        "connecting",
+        (StopPlayback(), CancelTimeout(), KeepMic(preroll=False)),
+    ),
+    ("thinking", ReplyStarted(), "speaking", (StopMic(),)),
+    ("thinking", TurnComplete(), "listening", (StreamMic(delay_ms=300), ArmTimeout(20.0))),
+    ("thinking", Press(), "idle", (*END, Earcon("done"))),
+    ("thinking", Interrupted(), "listening", (StreamMic(delay_ms=300), ArmTimeout(20.0))),
+    ("thinking", Timeout(), "thinking", ()),
+    ("speaking", Press(), "listening", (StopPlayback(), StreamMic(delay_ms=300), ArmTimeout(20.0))),
+    (
+        "speaking",
+        Interrupted(),
+        "listening",
+        (StopPlayback(), StreamMic(delay_ms=300), ArmTimeout(20.0)),
+    ),
+    ("speaking", TurnComplete(), "speaking", ()),
+    ("speaking", PlaybackDrained(), "speaking", ()),  # a gap mid-reply is not the end
+    ("speaking", Stop(), "idle", (*END, Earcon("done"))),
+    ("speaking", Ask("hi"), "thinking", (StopPlayback(), CancelTimeout(), SendText("hi"))),
+    ("speaking", Timeout(), "speaking", ()),
+    ("muted", Press(), "muted", (Earcon("muted"),)),
+    ("muted", Mute(on=False), "idle", (Capture(True), Earcon("unmuted"))),
+    ("muted", Ask("hi"), "muted", ()),
+    ("muted", Stop(), "muted", ()),
+    ("muted", Fatal("x"), "muted", ()),
+    ("offline", Press(), "connecting", (Earcon("wake"), KeepMic(), OpenSession())),
+    ("offline", Reset(), "idle", ()),
+    ("offline", Stop(), "idle", ()),
+    ("error", Press(), "connecting", (Earcon("wake"), KeepMic(), OpenSession())),
+    ("error", Ask("hi"), "connecting", (OpenSession(),)),
+    ("error", Reset(), "idle", ()),
+    ("idle", Fatal("mic gone"), "error", (Earcon("error"),)),
+    ("idle", Stop(), "idle", ()),
+    ("idle", Timeout(), "idle", ()),
+]
+
+HOLD_TABLE: list[tuple[str, sm.Event, str, tuple[sm.Action, ...]]] = [
+    ("idle", Press(), "connecting", (Earcon("wake"), KeepMic(), OpenSession())),
+    ("connecting", SessionReady(), "listening", (ActivityStart(), StreamMic())),
+    ("connecting", Release(), "connecting", (StopMic(keep=True),)),
+    ("connecting", Press(), "connecting", (KeepMic(),)),
+    ("listening", Release(), "thinking", (ActivityEnd(), StopMic())),
+    ("listening", Press(), "listening", ()),
+    ("listening", Timeout(), "listening", ()),
+    (
+        "listening",
+        Ask("hi"),
+        "thinking",
+        (ActivityEnd(), StopMic(), CancelTimeout(), SendText("hi")),
+    ),
+    ("listening", ReplyStarted(), "listening", ()),  # a late chunk of the old reply
+    (
+        "listening",
+        SessionLost("x"),
+        "connecting",
+        (StopPlayback(), CancelTimeout(), KeepMic(preroll=False)),
+    ),
+    ("thinking", ReplyStarted(), "speaking", ()),
+    ("thinking", TurnComplete(), "idle", END),
+    ("thinking", Press(), "listening", (ActivityStart(), StreamMic(preroll=True))),
+    ("thinking", SessionLost("x"), "idle", (*END, Earcon("error"))),
+    ("speaking", Press(), "listening", (StopPlayback(), ActivityStart(), StreamMic())),
+    ("speaking", Interrupted(), "idle", END),
+    ("speaking", TurnComplete(), "speaking", ()),
+    ("speaking", Release(), "speaking", ()),
+    ("muted", Press(), "muted", (Earcon("muted"),)),
+    ("offline", Press(), "connecting", (Earcon("wake"), KeepMic(), OpenSession())),
+]
+
+
+@pytest.mark.parametrize(("state", "event", "after", "actions"), TOGGLE_TABLE, ids=str)
+def test_toggle_table(state: str, event: sm.Event, after: str, actions: tuple) -> None:
+    machine = at(state, TOGGLE)
+    step = machine.handle(event)
+    assert (step.before, step.after, step.actions) == (state, after, actions), str(step)
+
+
+@pytest.mark.parametrize(("state", "event", "after", "actions"), HOLD_TABLE, ids=str)
+def test_hold_table(state: str, event: sm.Event, after: str, actions: tuple) -> None:
+    machine = at(state, HOLD)
+    step = machine.handle(event)
+    assert (step.before, step.after, step.actions) == (state, after, actions), str(step)
+
+
+PRESS_EXPECTED = {
+    # state: (toggle next, hold next)
+    "idle": ("connecting", "connecting"),
+    "connecting": ("idle", "connecting"),
+    "listening": ("idle", "listening"),
+    "thinking": ("idle", "listening"),
+    "speaking": ("listening", "listening"),
+    "muted": ("muted", "muted"),
+    "offline": ("connecting", "connecting"),
+    "error": ("connecting", "connecting"),
+}
+
+
+@pytest.mark.parametrize("state", sm.STATES)
+def test_press_in_every_state_both_modes(state: str) -> None:
+    for policy, expected in zip((TOGGLE, HOLD), PRESS_EXPECTED[state], strict=True):
+        assert at(state, policy).handle(Press()).after == expected, (policy.mode, state)
+
+
+def test_speaking_ends_after_turn_complete_and_drain_toggle() -> None:
+    machine = at("speaking", TOGGLE)
+    machine.handle(TurnComplete())
+    step = machine.handle(PlaybackDrained())
+    assert step.after == "listening"
+    assert step.actions == (StreamMic(delay_ms=300), ArmTimeout(20.0))
+
+
+def test_speaking_ends_after_turn_complete_and_drain_hold_closes_session() -> None:
+    machine = at("speaking", HOLD)
+    machine.handle(TurnComplete())
+    assert machine.handle(PlaybackDrained()).actions == END
+    assert machine.state == "idle"
+
+
+def test_full_duplex_keeps_the_mic_while_speaking() -> None:
+    full = Policy(mode="toggle", half_duplex=False)
+    machine = at("listening", full)
+    assert machine.handle(ReplyStarted()).actions == (CancelTimeout(),)
+    step = machine.handle(Interrupted())
+    assert step.actions == (StopPlayback(), ArmTimeout(20.0))
+
+
+def test_hold_release_before_session_ready_sends_the_kept_audio_as_one_turn() -> None:
+    machine = at("connecting", HOLD)
+    machine.handle(Release())
+    step = machine.handle(SessionReady())
+    assert step.after == "thinking"
+    assert step.actions == (ActivityStart(), StreamMic(live=False), ActivityEnd(), StopMic())
+
+
+def test_ask_from_idle_sends_text_once_ready_and_never_opens_the_mic() -> None:
+    machine = StateMachine(TOGGLE)
+    machine.handle(Ask("weather?"))
+    step = machine.handle(SessionReady())
+    assert (step.after, step.actions) == ("thinking", (SendText("weather?"),))
+    machine.handle(ReplyStarted())
+    machine.handle(TurnComplete())
+    step = machine.handle(PlaybackDrained())
+    assert (step.after, step.actions) == ("idle", END)
+
+
+def test_say_is_a_verbatim_ask() -> None:
+    machine = StateMachine(TOGGLE)
+    machine.handle(Ask("dinner is ready", verbatim=True))
+    assert SendText("dinner is ready", verbatim=True) in machine.handle(SessionReady()).actions
+
+
+def test_camera_streams_only_during_a_voice_conversation() -> None:
+    policy = Policy(camera_stream=True)
+    assert sm.Camera(True) not in StateMachine(policy).handle(Press()).actions
+    machine = StateMachine(policy)
+    machine.handle(Press())
+    assert sm.Camera(True) in machine.handle(SessionReady()).actions
+    assert sm.Camera(False) in machine.handle(Stop()).actions
+
+
+def test_transition_logs_as_one_line() -> None:
+    step = StateMachine(TOGGLE).handle(Ask("x" * 100))
+    line = str(step)
+    assert line.startswith("idle --Ask(") and "--> connecting [OpenSession]" in line
+    assert "\n" not in line and len(line) < 120
+
+
+def test_policy_from_config() -> None:
+    from appliance.config import parse
+
+    config = parse(
+        '[behaviour]\nmode = "hold"\nduplex = "full"\nconversation_timeout_s = 7\n'
+        '[camera]\nenabled = true\nmode = "stream"\n'
+    )
+    assert Policy.from_config(config) == Policy(
+        mode="hold", half_duplex=False, tail_ms=300, timeout_s=7.0, camera_stream=True
+    )
+
+
+# --- invariants over random event orders -----------------------------------------------
+
+
+class MicModel:
+    """What the wiring would do with mic actions: is audio leaving the device now?"""
+
+    def __init__(self) -> None:
+        self.streaming = False
+        self.keeping = False
+        self.capture = True
+
+    def apply(self, action: sm.Action) -> None:
+        match action:
+            case KeepMic():
+                self.streaming, self.keeping = False, True
+            case StreamMic(live=live):
+                self.streaming, self.keeping = live, False
+            case StopMic():
+                self.streaming = self.keeping = False
+            case Capture(on=on):
+                self.capture = on
+
+
+@pytest.mark.parametrize("policy", [TOGGLE, HOLD, Policy(half_duplex=False)], ids=str)
+def test_random_walks_keep_the_privacy_rules(policy: Policy) -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        machine, mic = StateMachine(policy), MicModel()
+        for _ in range(40):
+            step = machine.handle(rng.choice(ALL_EVENTS))
+            for action in step.actions:
+                mic.apply(action)
+            state = machine.state
+            if state in ("idle", "muted", "offline", "error"):
+                assert not mic.streaming and not mic.keeping, str(step)
+            if state == "muted":
+                assert not mic.capture, str(step)
+            if state == "speaking" and policy.half_duplex and machine.memory.voice:
+                assert not mic.streaming, str(step)
+            if policy.mode == "hold" and state != "listening":
+                assert not mic.streaming, str(step)
+            if state in ("idle", "offline", "error", "muted"):
+                assert machine.memory == sm.Memory(state=state), str(step)
