@@ -1,0 +1,142 @@
+"""What the emulator answers and how it misbehaves: scripted by tests, plain data.
+
+A `Scenario` holds the replies (per conversation turn, or one default), the pacing of
+reply audio, the activity detector's thresholds, the accepted models, and a list of
+`Fault`s aimed at the Nth connection and/or the Nth turn of a connection. The server
+reads it; tests may change it between connections (`emu.scenario.faults.append(...)`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .vad import VadConfig
+
+DEFAULT_MODELS = ("gemini-*live*", "*native-audio*")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallSpec:
+    """A function call the model makes before its (next) reply."""
+
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    """The call id; None gives `fc-<conversation turn>`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One model turn. Every field is optional; None means "the emulator's default".
+
+    `pcm` (24 kHz 16-bit mono) is sent as is; otherwise `text` is spoken (AUDIO modality)
+    or sent as text parts (TEXT modality). The default text reports what was heard and the
+    turn number. `tool_call` is made first; `after_tool` is the reply that follows the
+    client's tool response (default: a generated one mentioning the response).
+    """
+
+    text: str | None = None
+    pcm: bytes | None = None
+    think_ms: int | None = None
+    tool_call: ToolCallSpec | None = None
+    after_tool: Reply | None = None
+
+
+class FaultKind(Enum):
+    """Misbehaviours of the real service a client must survive."""
+
+    BAD_KEY = "bad_key"
+    """Close 1007 "API key not valid..." right after setup."""
+    UNKNOWN_MODEL = "unknown_model"
+    """Close 1008 "models/X is not found..." right after setup."""
+    INTERNAL = "internal"
+    """Close 1011 "Internal error encountered." (after setup, or mid-reply for a turn)."""
+    DROP = "drop"
+    """Abort the TCP connection with no close frame (mid-reply for a turn): the SDK sees 1006."""
+    GO_AWAY = "go_away"
+    """Send `goAway{timeLeft}`, then close with `go_away_close_code` when the time is up."""
+    NO_SETUP_COMPLETE = "no_setup_complete"
+    """Never answer setup (the SDK's connect() then waits forever: clients need a timeout)."""
+    MALFORMED = "malformed"
+    """Send a frame that is not JSON (the SDK raises ValueError "Failed to parse response")."""
+    UNKNOWN_MESSAGE = "unknown_message"
+    """Send `{"error": {...}}`, a frame with no known top-level key (the SDK raises)."""
+
+
+@dataclass(slots=True)
+class Fault:
+    """A fault aimed at connection number `connection` (1-based, None = every one) and,
+    with `turn` (1-based within that connection), at that turn's reply instead of setup."""
+
+    kind: FaultKind
+    connection: int | None = None
+    turn: int | None = None
+    time_left_s: float = 1.0
+    """GO_AWAY: the advertised (and real) time before the close."""
+    once: bool = True
+    """Fire only once over the emulator's life (so a reconnect succeeds)."""
+    fired: int = 0
+
+    def matches(self, connection: int, turn: int | None) -> bool:
+        if self.once and self.fired:
+            return False
+        if self.connection is not None and self.connection != connection:
+            return False
+        return self.turn == turn
+
+
+ReplyScript = Callable[[int, str], Reply | None]
+"""`(conversation turn, what was heard) -> Reply or None` for the default."""
+
+
+@dataclass(slots=True)
+class Scenario:
+    """Everything scriptable about the emulated service."""
+
+    replies: list[Reply] = field(default_factory=list)
+    """Reply for conversation turn N is `replies[N-1]`; past the end, `default_reply`."""
+    default_reply: Reply = field(default_factory=Reply)
+    script: ReplyScript | None = None
+    """If set, called first for every turn; returning None falls back to the lists."""
+    think_ms: int = 150
+    """Delay between the end of the user's turn and the first reply frame."""
+    chunk_ms: int = 40
+    """Reply audio per `serverContent` frame."""
+    realtime_factor: float = 4.0
+    """Reply audio is sent this many times faster than real time (0 = as fast as possible)."""
+    vad: VadConfig = field(default_factory=VadConfig)
+    models: tuple[str, ...] = DEFAULT_MODELS
+    """Glob patterns of model names accepted (without the `models/` prefix)."""
+    faults: list[Fault] = field(default_factory=list)
+    go_away_close_code: int = 1011
+    go_away_close_reason: str = "Deadline expired before operation could complete."
+    strict_activity: bool = True
+    """Close 1007 on activity signals that do not match the setup's activity detection."""
+    use_espeak: bool = True
+    voice: str = "en-us"
+
+    def model_allowed(self, model: str) -> bool:
+        name = model.removeprefix("models/")
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.models)
+
+    def reply_for(self, turn: int, heard: str) -> Reply:
+        """The scripted reply of conversation turn `turn` (1-based)."""
+        if self.script is not None:
+            scripted = self.script(turn, heard)
+            if scripted is not None:
+                return scripted
+        if 0 < turn <= len(self.replies):
+            return self.replies[turn - 1]
+        return self.default_reply
+
+    def take_fault(self, connection: int, turn: int | None) -> Fault | None:
+        """The first fault aimed here, marked as fired."""
+        for fault in self.faults:
+            if fault.matches(connection, turn):
+                fault.fired += 1
+                return fault
+        return None

@@ -1,0 +1,625 @@
+"""One WebSocket connection of the emulated Live service: setup, turns, replies, faults.
+
+The receive loop handles client frames in order and never blocks on a reply: the reply
+runs as its own task, paced like the real service (faster than real time), so that
+speech or `activityStart` arriving during it can interrupt it with `interrupted`, as the
+service does. Conversation state (turn count, transcript) lives in a `Conversation`
+that session resumption can carry to a later connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from . import protocol as p
+from .recorder import Record, Recorder, Sent
+from .scenario import Fault, FaultKind, Reply, Scenario
+from .speech import OUTPUT_RATE, speak
+from .vad import EnergyDetector, Vad
+
+log = logging.getLogger(__name__)
+
+AUDIO_TOKENS_PER_S = 32
+BAD_KEY_REASON = "API key not valid. Please pass a valid API key."
+MEDIA_CHUNKS_REASON = (
+    "Invalid argument: realtime_input.media_chunks is deprecated. "
+    "Use realtime_input.audio, realtime_input.video or realtime_input.text instead."
+)
+ACTIVITY_REASON = (
+    "Invalid argument: activity_start/activity_end require "
+    "realtime_input_config.automatic_activity_detection.disabled = true."
+)
+
+
+@dataclass(slots=True)
+class TranscriptEntry:
+    """One side of a turn, as the emulator understood it."""
+
+    role: str
+    text: str
+    interrupted: bool = False
+
+
+@dataclass(slots=True)
+class Conversation:
+    """The context that session resumption preserves across connections."""
+
+    id: int
+    turns: int = 0
+    transcript: list[TranscriptEntry] = field(default_factory=list)
+    tokens: int = 0
+    """Tokens of the context so far (reported as cached on later turns)."""
+    connections: list[int] = field(default_factory=list)
+
+    def snapshot(self) -> Conversation:
+        return copy.deepcopy(self)
+
+
+@dataclass(slots=True)
+class ConnectionInfo:
+    """What the emulator knows about one connection; tests inspect it."""
+
+    id: int
+    path: str
+    api_version: str
+    setup: p.Setup | None = None
+    conversation: Conversation | None = None
+    resumed_from: str | None = None
+    """The handle the client resumed with, if it was known."""
+    unknown_handle: str | None = None
+    turns: int = 0
+    video_frames: int = 0
+    interruptions: int = 0
+    close_code: int | None = None
+    close_reason: str | None = None
+    handles: list[str] = field(default_factory=list)
+
+
+class Hub:
+    """State shared by all connections of one emulator (owned by `Emulator`)."""
+
+    def __init__(self, scenario: Scenario, recorder: Recorder, api_key: str) -> None:
+        self.scenario = scenario
+        self.recorder = recorder
+        self.api_key = api_key
+        self.connections: list[ConnectionInfo] = []
+        self.conversations: list[Conversation] = []
+        self.handles: dict[str, Conversation] = {}
+        self._handle_seq = 0
+
+    def new_conversation(self) -> Conversation:
+        conv = Conversation(id=len(self.conversations) + 1)
+        self.conversations.append(conv)
+        return conv
+
+    def issue_handle(self, conv: Conversation) -> str:
+        self._handle_seq += 1
+        handle = f"emu-{conv.id}-{conv.turns}-{self._handle_seq}"
+        self.handles[handle] = conv.snapshot()
+        return handle
+
+    def resume(self, handle: str) -> Conversation | None:
+        """A live copy of the conversation at `handle`, or None if the handle is unknown."""
+        saved = self.handles.get(handle)
+        if saved is None:
+            return None
+        conv = saved.snapshot()
+        self.conversations.append(conv)
+        return conv
+
+
+class Session:
+    """Serves one connection from its setup frame to its close."""
+
+    def __init__(self, hub: Hub, ws: ServerConnection, info: ConnectionInfo, binary: bool):
+        self.hub = hub
+        self.ws = ws
+        self.info = info
+        self.binary = binary
+        self.scenario: Scenario = hub.scenario
+        self.setup = p.Setup(model="")
+        self.conv = Conversation(id=0)
+        self.vad = EnergyDetector(self.scenario.vad)
+        self.activity_open = False
+        self.activity_audio = 0
+        self.activity_rate = 16000
+        self.reply_task: asyncio.Task[None] | None = None
+        self.tool_future: asyncio.Future[list[dict[str, Any]]] | None = None
+        self.pending_call_ids: list[str] = []
+        self.model_entry: TranscriptEntry | None = None
+        self.background: set[asyncio.Task[None]] = set()
+
+    # ---- sending -------------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any], audio_bytes: int = 0) -> None:
+        text = json.dumps(message, separators=(",", ":"))
+        await self.ws.send(text.encode() if self.binary else text)
+        kind = "+".join(_kinds(message))
+        self.hub.recorder.add_sent(
+            Sent(time.monotonic_ns(), self.info.id, kind, audio_bytes, _text_of(message))
+        )
+
+    async def close(self, code: int, reason: str) -> None:
+        self.info.close_code, self.info.close_reason = code, reason
+        log.info("connection %d: closing %d %s", self.info.id, code, reason)
+        await self.ws.close(code, reason)
+
+    def abort(self) -> None:
+        """Drop the TCP connection without a close frame (the client sees 1006)."""
+        self.info.close_code, self.info.close_reason = 1006, "dropped by fault"
+        transport = self.ws.transport
+        transport.abort()
+
+    # ---- the connection ------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            first = await self.ws.recv()
+            t_ns = time.monotonic_ns()
+            message = self._load_and_record(first, t_ns, setup=True)
+            self.setup = p.parse_setup(message)
+            if await self._setup_faults():
+                return
+            await self._start_conversation()
+            async for frame in self.ws:
+                await self._handle(frame, time.monotonic_ns())
+        except p.ProtocolError as exc:
+            await self.close(exc.code, exc.reason)
+        except ConnectionClosed:
+            pass
+        finally:
+            await self._cancel_reply()
+            for task in list(self.background):
+                task.cancel()
+            if self.info.close_code is None and self.ws.close_code is not None:
+                self.info.close_code = self.ws.close_code
+                self.info.close_reason = self.ws.close_reason
+
+    async def _setup_faults(self) -> bool:
+        """Check key and model and apply setup-time faults; True when the session ends."""
+        sc = self.scenario
+        if self.info.api_version == "?" or self.ws.request is None:
+            raise p.ProtocolError(p.CLOSE_POLICY, "Unknown endpoint.")
+        key = _api_key(self.ws)
+        fault = sc.take_fault(self.info.id, None)
+        kind = fault.kind if fault else None
+        if key != self.hub.api_key or kind is FaultKind.BAD_KEY:
+            raise p.ProtocolError(p.CLOSE_INVALID, BAD_KEY_REASON)
+        if not sc.model_allowed(self.setup.model) or kind is FaultKind.UNKNOWN_MODEL:
+            model = self.setup.model
+            name = model if model.startswith("models/") else f"models/{model}"
+            raise p.ProtocolError(
+                p.CLOSE_POLICY,
+                f"{name} is not found for API version {self.info.api_version}, or is not "
+                "supported for bidiGenerateContent. Call ListModels to see the list of "
+                "available models and their supported methods.",
+            )
+        if kind is FaultKind.INTERNAL:
+            raise p.ProtocolError(p.CLOSE_INTERNAL, "Internal error encountered.")
+        if kind is FaultKind.DROP:
+            self.abort()
+            return True
+        if kind is FaultKind.NO_SETUP_COMPLETE:
+            async for frame in self.ws:  # keep recording what the client sends
+                self._load_and_record(frame, time.monotonic_ns())
+            return True
+        if fault is not None and kind in (FaultKind.MALFORMED, FaultKind.UNKNOWN_MESSAGE):
+            await self._send_junk(kind)
+            return False
+        if fault is not None and kind is FaultKind.GO_AWAY:
+            self._spawn(self._go_away(fault))
+        return False
+
+    async def _start_conversation(self) -> None:
+        handle = self.setup.resume_handle
+        conv = self.hub.resume(handle) if handle else None
+        if handle and conv is None:
+            # No notes say what the real service does; starting fresh keeps a client
+            # usable after the documented 2 h handle lifetime. Recorded for tests.
+            self.info.unknown_handle = handle
+        elif handle:
+            self.info.resumed_from = handle
+        self.conv = conv or self.hub.new_conversation()
+        self.conv.connections.append(self.info.id)
+        self.info.conversation = self.conv
+        self.info.setup = self.setup
+        await self.send({"setupComplete": {}})
+        await self._resumption_update()
+
+    async def _resumption_update(self) -> None:
+        if self.setup.session_resumption:
+            handle = self.hub.issue_handle(self.conv)
+            self.info.handles.append(handle)
+            await self.send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
+
+    # ---- client frames -------------------------------------------------------------
+
+    def _load_and_record(
+        self, frame: str | bytes, t_ns: int, setup: bool = False
+    ) -> dict[str, Any]:
+        raw = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
+        keep = raw if self.hub.recorder.keep_raw else None
+        try:
+            message = p.load(frame)
+            kind, data, mime = _describe(message, setup)
+        except p.ProtocolError:
+            self.hub.recorder.add(Record(t_ns, self.info.id, "invalid", {}, raw=keep))
+            raise
+        self.hub.recorder.add(Record(t_ns, self.info.id, kind, message, data, mime, keep))
+        return message
+
+    async def _handle(self, frame: str | bytes, t_ns: int) -> None:
+        message = self._load_and_record(frame, t_ns)
+        msg = p.parse(message)
+        if isinstance(msg, p.RealtimeInput):
+            await self._realtime(msg)
+        elif isinstance(msg, p.ClientContent):
+            for text in msg.texts:
+                self.conv.transcript.append(TranscriptEntry("user", text))
+            if msg.turn_complete:
+                heard = " ".join(msg.texts)
+                await self._user_turn_done(heard, 0.0, text=heard, record=False)
+        elif (
+            isinstance(msg, p.ToolResponse)
+            and self.tool_future is not None
+            and not self.tool_future.done()
+        ):
+            self.tool_future.set_result(list(msg.responses))
+
+    async def _realtime(self, msg: p.RealtimeInput) -> None:
+        aad = self.setup.automatic_activity_detection
+        strict = self.scenario.strict_activity
+        if msg.media_chunks:
+            raise p.ProtocolError(p.CLOSE_INVALID, MEDIA_CHUNKS_REASON)
+        if msg.audio is not None:
+            rate = p.rate_of(msg.audio.mime_type)
+            if aad:
+                if rate != self.vad.rate:
+                    self.vad = EnergyDetector(self.scenario.vad, rate)
+                for event in self.vad.feed(msg.audio.data):
+                    if event is Vad.SPEECH_START:
+                        await self._interrupt()
+                    else:
+                        await self._speech_done(self.vad.speech_ms / 1000)
+            elif self.activity_open:
+                self.activity_audio += len(msg.audio.data)
+                self.activity_rate = rate
+        elif msg.video is not None:
+            self.info.video_frames += 1
+        elif msg.text is not None:
+            await self._interrupt()
+            await self._user_turn_done(msg.text, 0.0, text=msg.text)
+        elif msg.activity_start:
+            if aad and strict:
+                raise p.ProtocolError(p.CLOSE_INVALID, ACTIVITY_REASON)
+            await self._interrupt()
+            self.activity_open, self.activity_audio = True, 0
+        elif msg.activity_end:
+            if aad and strict:
+                raise p.ProtocolError(p.CLOSE_INVALID, ACTIVITY_REASON)
+            if self.activity_open:
+                self.activity_open = False
+                await self._speech_done(self.activity_audio / (2 * self.activity_rate))
+        elif msg.audio_stream_end and aad and self.vad.in_speech:
+            # The client paused its microphone: whatever was being said is complete.
+            self.vad.reset()
+            await self._speech_done(self.vad.speech_ms / 1000)
+        # audioStreamEnd with activity detection off has no meaning: recorded, ignored.
+
+    async def _speech_done(self, seconds: float) -> None:
+        await self._user_turn_done(f"({seconds:.1f} s of speech)", seconds)
+
+    async def _user_turn_done(
+        self, heard: str, seconds: float, text: str | None = None, record: bool = True
+    ) -> None:
+        await self._interrupt()
+        self.info.turns += 1
+        self.conv.turns += 1
+        if record:
+            self.conv.transcript.append(TranscriptEntry("user", heard))
+        self.reply_task = asyncio.create_task(
+            self._reply(self.conv.turns, self.info.turns, heard, seconds, text)
+        )
+
+    async def _interrupt(self) -> None:
+        """Stop the reply in progress (if any) and tell the client, as the service does."""
+        task = self.reply_task
+        if task is None or task.done():
+            return
+        await self._cancel_reply()
+        self.info.interruptions += 1
+        if self.model_entry is not None:
+            self.model_entry.interrupted = True
+        if self.pending_call_ids:
+            await self.send({"toolCallCancellation": {"ids": list(self.pending_call_ids)}})
+            self.pending_call_ids = []
+        await self.send({"serverContent": {"interrupted": True}})
+
+    async def _cancel_reply(self) -> None:
+        task, self.reply_task = self.reply_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # ---- the model's turn ----------------------------------------------------------
+
+    async def _reply(
+        self, turn: int, conn_turn: int, heard: str, seconds: float, text_in: str | None
+    ) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self._reply_inner(turn, conn_turn, heard, seconds, text_in)
+
+    async def _reply_inner(
+        self, turn: int, conn_turn: int, heard: str, seconds: float, text_in: str | None
+    ) -> None:
+        sc = self.scenario
+        script = sc.reply_for(turn, heard)
+        fault = sc.take_fault(self.info.id, conn_turn)
+        if self.setup.input_transcription:
+            await self.send({"serverContent": {"inputTranscription": {"text": heard}}})
+        think = script.think_ms if script.think_ms is not None else sc.think_ms
+        await asyncio.sleep(think / 1000)
+        if fault is not None and await self._turn_fault(fault):
+            return
+        prompt_tokens = _prompt_tokens(seconds, text_in, self.setup)
+        if script.tool_call is not None:
+            call = script.tool_call
+            call_id = call.id or f"fc-{turn}"
+            self.pending_call_ids = [call_id]
+            self.tool_future = asyncio.get_running_loop().create_future()
+            await self.send(
+                {
+                    "toolCall": {
+                        "functionCalls": [{"id": call_id, "name": call.name, "args": call.args}]
+                    }
+                }
+            )
+            responses = await self.tool_future
+            self.pending_call_ids = []
+            self.tool_future = None
+            self.conv.transcript.append(TranscriptEntry("tool", json.dumps(responses)))
+            script = script.after_tool or Reply(
+                text=f"Turn {turn}: the tool {call.name} answered "
+                f"{_tool_summary(responses)}. This is the appliance's local emulator."
+            )
+            prompt_tokens += 20
+        text = script.text or _default_text(turn, seconds, text_in)
+        self.model_entry = TranscriptEntry("model", text)
+        self.conv.transcript.append(self.model_entry)
+        drop_at = fault if fault is not None and fault.kind in _MID_REPLY else None
+        if "AUDIO" in self.setup.modalities:
+            pcm = script.pcm if script.pcm is not None else speak(text, sc.voice, sc.use_espeak)
+            finished = await self._send_audio(pcm, text, drop_at)
+            response = {
+                "modality": "AUDIO",
+                "tokenCount": _audio_tokens(len(pcm) / (2 * OUTPUT_RATE)),
+            }
+        else:
+            finished = await self._send_text(text, drop_at)
+            response = {"modality": "TEXT", "tokenCount": _text_tokens(text)}
+        if not finished:
+            return
+        await self.send({"serverContent": {"generationComplete": True}})
+        usage = self._usage(prompt_tokens, text_in, response)
+        await self.send({"serverContent": {"turnComplete": True}, "usageMetadata": usage})
+        self.model_entry = None
+        await self._resumption_update()
+
+    async def _turn_fault(self, fault: Fault) -> bool:
+        """Apply a fault at the start of a reply; True when the reply must not go on."""
+        kind = fault.kind
+        if kind is FaultKind.BAD_KEY:
+            await self.close(p.CLOSE_INVALID, BAD_KEY_REASON)
+            return True
+        if kind is FaultKind.UNKNOWN_MODEL:
+            await self.close(p.CLOSE_POLICY, f"models/{self.setup.model} is not found.")
+            return True
+        if kind is FaultKind.NO_SETUP_COMPLETE:
+            return True  # the service goes silent for this turn
+        if kind in (FaultKind.MALFORMED, FaultKind.UNKNOWN_MESSAGE):
+            await self._send_junk(kind)
+            return False
+        if kind is FaultKind.GO_AWAY:
+            self._spawn(self._go_away(fault))
+        return False
+
+    async def _send_junk(self, kind: FaultKind) -> None:
+        if kind is FaultKind.MALFORMED:
+            await self.ws.send(b'{"serverContent": {"modelTurn": ')
+        else:
+            await self.send({"error": {"code": 500, "message": "emulated unknown message"}})
+
+    async def _go_away(self, fault: Fault) -> None:
+        await self.send({"goAway": {"timeLeft": f"{fault.time_left_s:g}s"}})
+        await asyncio.sleep(fault.time_left_s)
+        await self._cancel_reply()
+        sc = self.scenario
+        await self.close(sc.go_away_close_code, sc.go_away_close_reason)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def _mid_reply_fault(self, fault: Fault) -> None:
+        if fault.kind is FaultKind.DROP:
+            self.abort()
+        else:
+            await self.close(p.CLOSE_INTERNAL, "Internal error encountered.")
+
+    async def _send_audio(self, pcm: bytes, text: str, fault: Fault | None) -> bool:
+        sc = self.scenario
+        size = max(2, OUTPUT_RATE * 2 * sc.chunk_ms // 1000)
+        chunks = [pcm[i : i + size] for i in range(0, len(pcm), size)] or [b""]
+        words = text.split()
+        pace = _Pacer(sc.chunk_ms / 1000, sc.realtime_factor)
+        said = False
+        for i, chunk in enumerate(chunks):
+            if fault is not None and i == len(chunks) // 2:
+                await self._mid_reply_fault(fault)
+                return False
+            if self.setup.output_transcription:
+                piece = _slice_words(words, i, len(chunks))
+                if piece:
+                    lead = " " if said else ""
+                    said = True
+                    await self.send(
+                        {"serverContent": {"outputTranscription": {"text": lead + piece}}}
+                    )
+            part = {
+                "inlineData": {
+                    "mimeType": f"audio/pcm;rate={OUTPUT_RATE}",
+                    "data": p.b64encode(chunk),
+                }
+            }
+            await self.send({"serverContent": {"modelTurn": {"parts": [part]}}}, len(chunk))
+            await pace.wait(i + 1)
+        return True
+
+    async def _send_text(self, text: str, fault: Fault | None) -> bool:
+        words = text.split()
+        n = max(1, (len(words) + 3) // 4)
+        pace = _Pacer(0.05, self.scenario.realtime_factor)
+        for i in range(n):
+            if fault is not None and i == n // 2:
+                await self._mid_reply_fault(fault)
+                return False
+            piece = ("" if i == 0 else " ") + _slice_words(words, i, n)
+            await self.send({"serverContent": {"modelTurn": {"parts": [{"text": piece}]}}})
+            await pace.wait(i + 1)
+        return True
+
+    def _usage(self, prompt: int, text_in: str | None, response: dict[str, Any]) -> dict[str, Any]:
+        cached = self.conv.tokens
+        modality = "TEXT" if text_in is not None else "AUDIO"
+        details = [{"modality": modality, "tokenCount": prompt}]
+        total_prompt = prompt + cached
+        usage: dict[str, Any] = {
+            "promptTokenCount": total_prompt,
+            "responseTokenCount": response["tokenCount"],
+            "totalTokenCount": total_prompt + response["tokenCount"],
+            "promptTokensDetails": details,
+            "responseTokensDetails": [response],
+        }
+        if cached:
+            usage["cachedContentTokenCount"] = cached
+            usage["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": cached}]
+        self.conv.tokens = total_prompt + response["tokenCount"]
+        return usage
+
+
+_MID_REPLY = (FaultKind.DROP, FaultKind.INTERNAL)
+
+
+class _Pacer:
+    """Sleeps so that item n goes out at n * period / factor after the start."""
+
+    def __init__(self, period_s: float, factor: float) -> None:
+        self.period = period_s / factor if factor > 0 else 0.0
+        self.start = time.monotonic()
+
+    async def wait(self, n: int) -> None:
+        delay = self.start + n * self.period - time.monotonic()
+        await asyncio.sleep(max(0.0, delay))
+
+
+def _slice_words(words: list[str], i: int, n: int) -> str:
+    lo, hi = len(words) * i // n, len(words) * (i + 1) // n
+    return " ".join(words[lo:hi])
+
+
+def _default_text(turn: int, seconds: float, text_in: str | None) -> str:
+    if text_in is not None:
+        return f"Turn {turn}: you said {text_in}. This is the appliance's local emulator."
+    return (
+        f"Turn {turn}: I heard {seconds:.1f} seconds of you. "
+        "This is the appliance's local emulator."
+    )
+
+
+def _tool_summary(responses: list[dict[str, Any]]) -> str:
+    bodies = [r.get("response") for r in responses]
+    return json.dumps(bodies[0] if len(bodies) == 1 else bodies, sort_keys=True)
+
+
+def _audio_tokens(seconds: float) -> int:
+    return max(1, round(seconds * AUDIO_TOKENS_PER_S))
+
+
+def _text_tokens(text: str) -> int:
+    return max(1, (len(text) + 3) // 4)
+
+
+def _prompt_tokens(seconds: float, text_in: str | None, setup: p.Setup) -> int:
+    base = _text_tokens(text_in) if text_in is not None else _audio_tokens(seconds)
+    return base + (_text_tokens(setup.system_instruction) if setup.system_instruction else 0)
+
+
+def _api_key(ws: ServerConnection) -> str | None:
+    from urllib.parse import parse_qs, urlsplit
+
+    request = ws.request
+    if request is None:
+        return None
+    key = request.headers.get("x-goog-api-key")
+    if key:
+        return key
+    query = parse_qs(urlsplit(request.path).query)
+    return query.get("key", [None])[0]
+
+
+def _kinds(message: dict[str, Any]) -> list[str]:
+    kinds: list[str] = []
+    for key, value in message.items():
+        if key == "serverContent" and isinstance(value, dict):
+            kinds.extend(f"serverContent.{k}" for k in value)
+        else:
+            kinds.append(key)
+    return kinds
+
+
+def _text_of(message: dict[str, Any]) -> str | None:
+    content = message.get("serverContent")
+    if not isinstance(content, dict):
+        return None
+    for key in ("outputTranscription", "inputTranscription"):
+        if key in content:
+            return str(content[key].get("text"))
+    parts = (content.get("modelTurn") or {}).get("parts") or []
+    texts = [str(part["text"]) for part in parts if "text" in part]
+    return "".join(texts) if texts else None
+
+
+def _describe(message: dict[str, Any], setup: bool) -> tuple[str, bytes | None, str | None]:
+    """(record kind, decoded bytes, mime type) of a normalised client message."""
+    if setup or "setup" in message:
+        return "setup", None, None
+    rt = message.get("realtime_input")
+    if isinstance(rt, dict):
+        for key in ("audio", "video"):
+            if key in rt:
+                blob = rt[key] or {}
+                return key, p.b64decode(blob.get("data", "")), blob.get("mime_type")
+        if "media_chunks" in rt:
+            blobs = [b for b in rt["media_chunks"] or () if isinstance(b, dict)]
+            data = b"".join(p.b64decode(b.get("data", "")) for b in blobs)
+            mime = blobs[0].get("mime_type") if blobs else None
+            return "media_chunks", data, mime or "audio/pcm"
+        for key in ("text", "activity_start", "activity_end", "audio_stream_end"):
+            if key in rt:
+                return key, None, None
+        return "other", None, None
+    for key in ("client_content", "tool_response"):
+        if key in message:
+            return key, None, None
+    return "other", None, None
