@@ -1,0 +1,258 @@
+"""Opening ALSA PCMs, naming their faults, and pacing the retries.
+
+Everything that knows about alsa-lib's error strings lives here, so capture and playback
+only see three outcomes: an open PCM, `DeviceMissingError` or `DeviceBusyError` (both
+`AudioDeviceError`, whose message names the device and says how to list devices).
+pyalsaaudio is imported lazily so that unit tests with a fake PCM need no sound stack.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+Direction = Literal["capture", "playback"]
+
+SAMPLE_BYTES = 2
+"""S16_LE: every stream in the appliance is 16-bit little-endian."""
+
+
+class DeviceState(StrEnum):
+    """What the LEDs and `appliance status` can say about one audio device."""
+
+    STARTING = "starting"
+    OK = "ok"
+    MISSING = "missing"
+    BUSY = "busy"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+class AudioDeviceError(Exception):
+    """An ALSA device could not be opened or stopped working.
+
+    `state` says which kind (missing, busy, failed) so the caller can show it without
+    parsing the message.
+    """
+
+    state = DeviceState.FAILED
+
+    def __init__(self, device: str, direction: Direction, detail: str) -> None:
+        self.device = device
+        self.direction = direction
+        self.detail = detail
+        super().__init__(self._message())
+
+    def _lister(self) -> str:
+        return "arecord -L" if self.direction == "capture" else "aplay -L"
+
+    def _message(self) -> str:
+        return (
+            f"{self.direction} device {self.device!r} failed: {self.detail}. "
+            f"List the devices with `{self._lister()}` and set audio.{self.direction}_device."
+        )
+
+
+class DeviceMissingError(AudioDeviceError):
+    """The device name is unknown or the hardware is gone (unplugged, server stopped)."""
+
+    state = DeviceState.MISSING
+
+    def _message(self) -> str:
+        return (
+            f"{self.direction} device {self.device!r} is not available ({self.detail}). "
+            f"Is it plugged in? List the devices with `{self._lister()}` and set "
+            f"audio.{self.direction}_device in config.toml; retrying until it appears."
+        )
+
+
+class DeviceBusyError(AudioDeviceError):
+    """Another process holds the device exclusively."""
+
+    state = DeviceState.BUSY
+
+    def _message(self) -> str:
+        return (
+            f"{self.direction} device {self.device!r} is busy: another process holds it "
+            f"({self.detail}). Find it with `fuser -v /dev/snd/*`, or use a shared device "
+            f"(`default`, dmix/dsnoop) from `{self._lister()}`; retrying until it is free."
+        )
+
+
+_BUSY = ("device or resource busy", "resource temporarily unavailable")
+_MISSING = (
+    "no such file or directory",
+    "no such device",
+    "unknown pcm",
+    "connection refused",
+    "input/output error",
+    "file descriptor in bad state",
+    "broken pipe",
+)
+
+
+def classify(exc: BaseException, device: str, direction: Direction) -> AudioDeviceError:
+    """Turn an `alsaaudio.ALSAAudioError` (or OSError) into the appliance's error type."""
+    text = str(exc)
+    low = text.lower()
+    detail = text.split(" [", 1)[0] if text else type(exc).__name__
+    if any(word in low for word in _BUSY):
+        return DeviceBusyError(device, direction, detail)
+    if any(word in low for word in _MISSING):
+        return DeviceMissingError(device, direction, detail)
+    return AudioDeviceError(device, direction, detail)
+
+
+class Pcm(Protocol):
+    """The part of `alsaaudio.PCM` the engine uses (a fake implements it in unit tests)."""
+
+    def read(self) -> tuple[int, bytes]: ...
+    def write(self, data: bytes) -> int: ...
+    def drop(self) -> int: ...
+    def close(self) -> None: ...
+    def avail(self) -> int: ...
+    def polldescriptors(self) -> list[tuple[int, int]]: ...
+    def polldescriptors_revents(self, fds: list[tuple[int, int]]) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PcmSpec:
+    """What to open: always interleaved S16_LE."""
+
+    device: str
+    direction: Direction
+    rate: int
+    channels: int
+    period_frames: int
+    periods: int
+    nonblock: bool = False
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.channels * SAMPLE_BYTES
+
+    @property
+    def period_bytes(self) -> int:
+        return self.period_frames * self.frame_bytes
+
+
+PcmOpener = Callable[[PcmSpec], Pcm]
+
+
+def open_alsa(spec: PcmSpec) -> Pcm:
+    """Open a real ALSA PCM and check it got the rate, format and channels asked for.
+
+    A `hw:` device that cannot do the rate would silently run at another one (a 24 kHz
+    reply played at 48 kHz is a chipmunk), so a mismatch is an error that points at
+    `plughw:` / `default`, which convert.
+    """
+    import alsaaudio
+
+    try:
+        pcm = alsaaudio.PCM(
+            type=alsaaudio.PCM_CAPTURE if spec.direction == "capture" else alsaaudio.PCM_PLAYBACK,
+            mode=alsaaudio.PCM_NONBLOCK if spec.nonblock else alsaaudio.PCM_NORMAL,
+            rate=spec.rate,
+            channels=spec.channels,
+            format=alsaaudio.PCM_FORMAT_S16_LE,
+            periodsize=spec.period_frames,
+            periods=spec.periods,
+            device=spec.device,
+        )
+    except alsaaudio.ALSAAudioError as exc:
+        raise classify(exc, spec.device, spec.direction) from exc
+    info: dict[str, Any] = pcm.info()
+    got = (info.get("rate"), info.get("channels"), info.get("format_name"))
+    if got != (spec.rate, spec.channels, "S16_LE"):
+        pcm.close()
+        raise AudioDeviceError(
+            spec.device,
+            spec.direction,
+            f"it cannot do {spec.rate} Hz, {spec.channels} channel(s), S16_LE (got {got}); "
+            "use a converting device such as `plughw:CARD=...,DEV=0` or `default`",
+        )
+    return pcm
+
+
+class Backoff:
+    """Exponential retry delays (0.5 s doubling to 10 s) for reopening a lost device."""
+
+    def __init__(self, first_s: float = 0.5, max_s: float = 10.0) -> None:
+        self._first = first_s
+        self._max = max_s
+        self._next = first_s
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self._max, self._next * 2)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self._first
+
+
+class XrunLog:
+    """Counts underruns/overruns and logs a summary, never one line per event.
+
+    The first event of a quiet spell is logged at once (so a fault is visible), later
+    ones are folded into one line per `every_s` saying how many and since when.
+    """
+
+    def __init__(
+        self,
+        what: str,
+        device: str,
+        logger: logging.Logger,
+        every_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.what = what
+        self.device = device
+        self.total = 0
+        self._log = logger
+        self._every = every_s
+        self._clock = clock
+        self._pending = 0
+        self._since_wall: float | None = None
+        self._last_log: float | None = None
+
+    def record(self) -> None:
+        self.total += 1
+        now = self._clock()
+        if self._last_log is None or now - self._last_log >= self._every:
+            self._pending += 1
+            if self._since_wall is None:
+                self._since_wall = time.time()
+            self.flush(now)
+        else:
+            if self._pending == 0:
+                self._since_wall = time.time()
+            self._pending += 1
+
+    def tick(self) -> None:
+        """Log a pending summary once its window has passed (cheap; call once a period)."""
+        if self._pending and self._last_log is not None:
+            now = self._clock()
+            if now - self._last_log >= self._every:
+                self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        """Log what is pending (also called when the stream stops)."""
+        if not self._pending:
+            return
+        since = time.strftime("%H:%M:%S", time.localtime(self._since_wall or time.time()))
+        self._log.warning(
+            "%d %s on %r since %s (%d in total); recovered by re-preparing the device",
+            self._pending,
+            self.what,
+            self.device,
+            since,
+            self.total,
+        )
+        self._pending = 0
+        self._since_wall = None
+        self._last_log = self._clock() if now is None else now

@@ -1,0 +1,446 @@
+"""Reply audio to the speaker: jitter cushion, short ALSA buffer, instant stop, clean tail.
+
+The PCM is opened non-blocking and owned by one writer thread, which waits in `poll()`
+on the PCM's descriptors plus a wake pipe. So every alsa-lib call on the PCM happens in
+that thread (alsa-lib handles are not meant to be shared), yet `stop()` is served at
+once: it empties the queue, kicks the pipe, and the writer calls `pcm.drop()`, which
+discards what ALSA still holds (not `drain()`, which would play it).
+
+The ALSA buffer is `periods` (3) periods of 20 ms: at most that much audio can be
+committed ahead, which bounds how long sound goes on after an interruption elsewhere
+in the stack. Writing starts once `jitter_ms` of audio is queued (or it has waited that
+long, or the reply has ended) and restarts with the same cushion after an underrun.
+`drain()` pads the tail to a period boundary plus one period of silence so the last
+word is played out, waits until ALSA has played it, and only then reports idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import select
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from appliance.audio import dsp
+from appliance.audio.capture import StateCallback, call_in_loop
+from appliance.audio.devices import (
+    AudioDeviceError,
+    Backoff,
+    DeviceState,
+    Pcm,
+    PcmOpener,
+    PcmSpec,
+    XrunLog,
+    classify,
+    open_alsa,
+)
+from appliance.audio.timing import AudioStamps
+from appliance.audio.volume import Volume
+from appliance.config import AudioConfig
+
+log = logging.getLogger(__name__)
+
+PLAYBACK_RATE = 24_000
+"""The Live API's output rate."""
+
+
+class Playback:
+    """The speaker. `enqueue()` reply chunks, `await drain()` at the end, `await stop()`.
+
+    `playing` is True from the first chunk until the tail has played (`drain()`) or
+    `stop()`; `on_playing(bool)` reports the same transitions on the event loop, for the
+    half-duplex logic and the LEDs.
+    """
+
+    def __init__(
+        self,
+        config: AudioConfig,
+        *,
+        volume: Volume | None = None,
+        on_state: StateCallback | None = None,
+        on_playing: Callable[[bool], None] | None = None,
+        stamps: AudioStamps | None = None,
+        opener: PcmOpener = open_alsa,
+        periods: int = 3,
+    ) -> None:
+        self.device = config.playback_device
+        self.period_frames = PLAYBACK_RATE * config.period_ms // 1000
+        self._period_ms = config.period_ms
+        self._spec = PcmSpec(
+            device=config.playback_device,
+            direction="playback",
+            rate=PLAYBACK_RATE,
+            channels=1,
+            period_frames=self.period_frames,
+            periods=periods,
+            nonblock=True,
+        )
+        self._cushion_bytes = PLAYBACK_RATE * config.jitter_ms // 1000 * 2
+        self._cushion_ns = config.jitter_ms * 1_000_000
+        self.volume = volume
+        self._opener = opener
+        self._on_state = on_state
+        self._on_playing = on_playing
+        self.stamps = stamps or AudioStamps()
+        self.underruns = XrunLog("playback underruns", self.device, log)
+        self.state = DeviceState.STOPPED
+        self.error: AudioDeviceError | None = None
+        self.dropped_chunks = 0
+        """Chunks discarded because the device was down when they arrived."""
+        self.playing = False
+
+        self._lock = threading.Lock()
+        self._chunks: deque[tuple[bytes, int]] = deque()
+        self._offset = 0  # bytes of _chunks[0] already written
+        self._queued = 0  # bytes queued, excluding the offset
+        self._first_ns = 0  # when the first chunk arrived after idle
+        self._draining = False
+        self._drain_waiters: list[asyncio.Future[bool]] = []
+        self._stop_waiters: list[asyncio.Future[None]] = []
+        self._closing = False
+        self._pcm_open = False
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- loop side ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the writer thread (it opens the device and retries while it is missing)."""
+        if self._thread is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        self._set_state(DeviceState.STARTING, None)
+        self._thread = threading.Thread(target=self._run, name="audio-playback", daemon=True)
+        self._thread.start()
+
+    async def close(self) -> None:
+        """Drop anything playing and stop the thread."""
+        thread = self._thread
+        if thread is None:
+            return
+        with self._lock:
+            self._closing = True
+        self._kick()
+        await asyncio.to_thread(thread.join)
+        self._thread = None
+        self._resolve_all(False)
+        self.underruns.flush()
+        self._set_state(DeviceState.STOPPED, None)
+
+    def enqueue(self, pcm: bytes, received_ns: int | None = None) -> None:
+        """Queue 24 kHz mono S16_LE audio; `received_ns` is when it came off the network."""
+        if not pcm:
+            return
+        received = time.monotonic_ns() if received_ns is None else received_ns
+        if len(pcm) % 2:
+            pcm = pcm[:-1]
+        with self._lock:
+            if not self._pcm_open:
+                self.dropped_chunks += 1
+                return
+            if not self._queued:
+                self._first_ns = received
+            self._chunks.append((pcm, received))
+            self._queued += len(pcm)
+        self._kick()
+        if not self.playing:
+            self._set_playing(True)
+
+    async def stop(self) -> None:
+        """Silence now: drop the queue and the ALSA buffer. Returns within one period."""
+        called = time.monotonic_ns()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._clear_queue()
+            drains, self._drain_waiters = self._drain_waiters, []
+            self._draining = False
+            if self._pcm_open and self._thread is not None:
+                self._stop_waiters.append(fut)
+            else:
+                fut.set_result(None)
+        for d in drains:
+            if not d.done():
+                d.set_result(False)
+        self._kick()
+        await fut
+        self.stamps.stop_call.add(called, time.monotonic_ns())
+        self._set_playing(False)
+
+    async def drain(self) -> bool:
+        """End of reply: play out everything queued; True if it played to the end.
+
+        Returns False if `stop()` (or a device fault) cut it short.
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        with self._lock:
+            if not self._pcm_open or self._thread is None:
+                fut.set_result(False)
+            else:
+                self._draining = True
+                self._drain_waiters.append(fut)
+        self._kick()
+        played = await fut
+        with self._lock:
+            idle = not self._queued and not self._draining
+        if idle:
+            self._set_playing(False)
+        return played
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is queued or playing (e.g. before reopening the mic)."""
+        while self.playing:
+            await self.drain()
+
+    def _set_playing(self, playing: bool) -> None:
+        if playing == self.playing:
+            return
+        self.playing = playing
+        if self._on_playing is not None:
+            self._on_playing(playing)
+
+    def _kick(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # full pipe: already awake
+            os.write(self._wake_w, b"!")
+
+    def _clear_queue(self) -> None:
+        self._chunks.clear()
+        self._offset = 0
+        self._queued = 0
+
+    def _set_state(self, state: DeviceState, error: AudioDeviceError | None) -> None:
+        if state == self.state and str(error) == str(self.error):
+            return  # a retry that failed the same way: said already
+        self.state = state
+        self.error = error
+        if error is not None:
+            log.error("%s", error)
+        elif state == DeviceState.OK:
+            log.info("playback device %r open", self.device)
+        if self._on_state is not None and self._loop is not None:
+            call_in_loop(self._loop, self._on_state, state, error)
+
+    def _resolve_all(self, played: bool) -> None:
+        """Answer every waiter (device lost or closing); called with or without the lock."""
+        drains, self._drain_waiters = self._drain_waiters, []
+        stops, self._stop_waiters = self._stop_waiters, []
+        self._draining = False
+        loop = self._loop
+        if loop is None:
+            return
+        for d in drains:
+            call_in_loop(loop, _resolve, d, played)
+        for s in stops:
+            call_in_loop(loop, _resolve, s, None)
+
+    # --- the writer thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = Backoff()
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+            try:
+                pcm = self._opener(self._spec)
+            except AudioDeviceError as exc:
+                self._set_state(exc.state, exc)
+                self._sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            with self._lock:
+                self._pcm_open = True
+            self._set_state(DeviceState.OK, None)
+            try:
+                self._play_loop(pcm)
+            except Exception as exc:  # the device vanished mid-stream
+                error = classify(exc, self.device, "playback")
+                self._set_state(error.state, error)
+            finally:
+                with self._lock:
+                    self._pcm_open = False
+                    self._clear_queue()
+                    self._resolve_all(False)
+                with contextlib.suppress(Exception):
+                    pcm.drop()  # close() would drain: never play stale audio
+                pcm.close()
+            with self._lock:
+                if self._closing:
+                    return
+            self._sleep(backoff.next_delay())
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait, but wake early for close()."""
+        select.select([self._wake_r], [], [], seconds)
+        self._drain_pipe()
+
+    def _drain_pipe(self) -> None:
+        try:
+            while os.read(self._wake_r, 64):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _take(self, max_bytes: int) -> tuple[bytes, list[int]]:
+        """Up to `max_bytes` from the queue, and the receive stamps of chunks it starts.
+
+        Called with the lock held.
+        """
+        parts: list[bytes] = []
+        starts: list[int] = []
+        want = max_bytes
+        while want and self._chunks:
+            chunk, received = self._chunks[0]
+            if self._offset == 0:
+                starts.append(received)
+            piece = chunk[self._offset : self._offset + want]
+            parts.append(piece)
+            want -= len(piece)
+            self._offset += len(piece)
+            if self._offset >= len(chunk):
+                self._chunks.popleft()
+                self._offset = 0
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._queued -= len(data)
+        return data, starts
+
+    def _play_loop(self, pcm: Pcm) -> None:
+        period_bytes = self._spec.period_bytes
+        period_frames = self.period_frames
+        buffer_frames = pcm.avail()  # a freshly prepared PCM: the whole buffer is free
+        if buffer_frames <= 0:
+            buffer_frames = period_frames * self._spec.periods
+        wake_only = select.poll()
+        wake_only.register(self._wake_r, select.POLLIN)
+        both = select.poll()
+        both.register(self._wake_r, select.POLLIN)
+        for fd, mask in pcm.polldescriptors():
+            both.register(fd, mask)
+        stamps = self.stamps.receive_to_write
+        delays = self.stamps.write_delay
+        woke = time.monotonic_ns()  # when the writer last became able to act
+        underruns = self.underruns
+        started = False  # ALSA is being fed
+        carry = b""  # taken from the queue but not yet accepted by ALSA
+        carry_starts: list[int] = []
+        tail_written = False
+        written_frames = 0
+        futile_polls = 0
+        while True:
+            timeout_ms: float | None = None
+            wait_pcm = False
+            with self._lock:
+                if self._closing:
+                    return
+                if self._stop_waiters:
+                    stops, self._stop_waiters = self._stop_waiters, []
+                    pcm.drop()
+                    started, carry, carry_starts, tail_written = False, b"", [], False
+                    written_frames = 0
+                    loop = self._loop
+                    assert loop is not None
+                    for s in stops:
+                        call_in_loop(loop, _resolve, s, None)
+                    continue
+                queued = self._queued + len(carry)
+                draining = self._draining
+                if not started and queued:
+                    waited = time.monotonic_ns() - self._first_ns
+                    if queued >= self._cushion_bytes or draining or waited >= self._cushion_ns:
+                        started = True
+                    else:
+                        timeout_ms = (self._cushion_ns - waited) / 1e6
+                if not started and not queued and draining:
+                    self._finish_drain(True)
+                    continue
+                data = b""
+                starts: list[int] = []
+                if started:
+                    space = pcm.avail()
+                    if space < 0:  # xrun already flagged: the next write reports it
+                        space = buffer_frames
+                    if carry:
+                        if space * 2 >= min(len(carry), period_bytes):
+                            data, starts, carry, carry_starts = carry, carry_starts, b"", []
+                        else:
+                            wait_pcm = True
+                    elif self._queued:
+                        if space >= period_frames:
+                            data, starts = self._take(period_bytes)
+                            if self.volume is not None:
+                                data = dsp.apply_gain(data, self.volume.software_gain)
+                        else:
+                            wait_pcm = True
+                    elif draining:
+                        if not tail_written:
+                            pad = (-written_frames) % period_frames + period_frames
+                            data = dsp.silence(pad)
+                            tail_written = True
+                        elif space >= buffer_frames:
+                            pcm.drop()  # played out; drop() so the idle PCM never underruns
+                            started, tail_written, written_frames = False, False, 0
+                            self._finish_drain(True)
+                            continue
+                        else:
+                            wait_pcm = True
+                    # else: starved mid-reply; wait for data (an underrun may follow)
+                if wait_pcm:
+                    timeout_ms = self._period_ms
+            if data:
+                n = pcm.write(data)
+                if n < 0:  # underrun: pyalsaaudio re-prepared the PCM; cushion again
+                    underruns.record()
+                    started, carry, carry_starts = False, data, starts
+                    with self._lock:
+                        self._first_ns = time.monotonic_ns()
+                    continue
+                now = time.monotonic_ns()
+                for received in starts:
+                    stamps.add(received, now)
+                    delays.add(max(received, woke), now)
+                written_frames += n
+                if n * 2 < len(data):
+                    carry = data[n * 2 :]
+                    wait_pcm = True
+                    timeout_ms = self._period_ms
+                else:
+                    futile_polls = 0
+                    underruns.tick()
+                    continue
+            if wait_pcm and futile_polls > 2:
+                # the PCM's descriptor says ready but there is no room: don't spin
+                time.sleep(self._period_ms / 4000)
+                futile_polls = 0
+                continue
+            events = (both if wait_pcm else wake_only).poll(timeout_ms)
+            woke = time.monotonic_ns()
+            pcm_ready = False
+            for fd, _ in events:
+                if fd == self._wake_r:
+                    self._drain_pipe()
+                else:
+                    pcm_ready = True
+            if wait_pcm and pcm_ready:
+                futile_polls += 1
+
+    def _finish_drain(self, played: bool) -> None:
+        """Tail played out: answer drain() waiters. Called with the lock held."""
+        drains, self._drain_waiters = self._drain_waiters, []
+        self._draining = False
+        loop = self._loop
+        if loop is not None:
+            for d in drains:
+                call_in_loop(loop, _resolve, d, played)
+
+
+def _resolve(fut: asyncio.Future[object], value: object) -> None:
+    if not fut.done():
+        fut.set_result(value)
