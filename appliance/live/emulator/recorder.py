@@ -89,5 +89,6 @@ class Recorder:
         return b"".join(
             r.data
             for r in self.of(("audio", "media_chunks"), conn)
-            if r.data is not None and (r.mime_type or "").startswith("audio/")
+            if r.data is not None
+            and (r.kind == "audio" or (r.mime_type or "audio/").startswith("audio/"))
         )

@@ -150,6 +150,8 @@ class Session:
         )
 
     async def close(self, code: int, reason: str) -> None:
+        # A close frame's reason is at most 123 bytes (RFC 6455); the service truncates too.
+        reason = reason.encode()[:123].decode("utf-8", "ignore")
         self.info.close_code, self.info.close_reason = code, reason
         log.info("connection %d: closing %d %s", self.info.id, code, reason)
         await self.ws.close(code, reason)
@@ -201,8 +203,7 @@ class Session:
             raise p.ProtocolError(
                 p.CLOSE_POLICY,
                 f"{name} is not found for API version {self.info.api_version}, or is not "
-                "supported for bidiGenerateContent. Call ListModels to see the list of "
-                "available models and their supported methods.",
+                "supported for bidiGenerateContent.",
             )
         if kind is FaultKind.INTERNAL:
             raise p.ProtocolError(p.CLOSE_INTERNAL, "Internal error encountered.")

@@ -230,6 +230,7 @@ async def test_resumption_restores_context_on_new_connection(emu: Emulator, clie
     assert third.text.startswith("Turn 2: you said three.")
     info = emu.connections[1]
     assert info.resumed_from == handles[-1]
+    assert info.conversation is not None
     assert [e.text for e in info.conversation.transcript if e.role == "user"] == ["one", "three"]
 
 
