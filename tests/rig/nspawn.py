@@ -160,9 +160,9 @@ def build_project_wheel(dest: Path) -> Path:
 def _pip_wheel(dest: Path, *args: str | Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     python = REPO / ".venv/bin/python"
+    pip = [str(python if python.exists() else "python3"), "-m", "pip", "wheel", "-q"]
     result = subprocess.run(
-        [str(python if python.exists() else "python3"), "-m", "pip", "wheel", "-q"]
-        + ["--wheel-dir", str(dest), *map(str, args)],
+        [*pip, "-w", str(dest), *map(str, args)],
         capture_output=True,
         text=True,
     )
@@ -185,7 +185,7 @@ class Container:
         self.name = f"appliance-test-{os.getpid()}"
         self.pid1: int | None = None
         self._nspawn: subprocess.Popen[bytes] | None = None
-        self._console = tempfile.TemporaryFile()
+        self._console = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the container)
 
     def __enter__(self) -> Container:
         self.start()
@@ -257,7 +257,7 @@ class Container:
         return result
 
     def write(self, path: str, text: str, mode: int = 0o644) -> None:
-        """Create a file inside the container (through its own shell, so it lands in the overlay)."""
+        """Create a file inside the container (from inside, so it lands in the overlay)."""
         self.run("install", "-D", "-m", f"{mode:o}", "/dev/stdin", path, input=text)
 
     def console(self) -> str:
