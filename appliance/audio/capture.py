@@ -30,9 +30,9 @@ from appliance.audio import dsp
 from appliance.audio.devices import (
     AudioDeviceError,
     Backoff,
+    CaptureOpener,
+    CapturePcm,
     DeviceState,
-    Pcm,
-    PcmOpener,
     PcmSpec,
     XrunLog,
     classify,
@@ -154,7 +154,8 @@ class Capture:
         on_state: StateCallback | None = None,
         stamps: AudioStamps | None = None,
         handoff_periods: int = 50,
-        opener: PcmOpener = open_alsa,
+        opener: CaptureOpener = open_alsa,
+        retry_s: tuple[float, float] = (0.5, 10.0),
         periods: int = 4,
     ) -> None:
         self.device = config.capture_device
@@ -172,6 +173,7 @@ class Capture:
         self._ring: deque[Period] = deque(maxlen=-(-config.preroll_ms // config.period_ms))
         self._handoff = handoff_periods
         self._opener = opener
+        self._retry_s = retry_s
         self._on_state = on_state
         self.stamps = stamps or AudioStamps()
         self.overruns = XrunLog("capture overruns", self.device, log)
@@ -245,7 +247,7 @@ class Capture:
             call_in_loop(self._loop, self._on_state, state, error)
 
     def _run(self) -> None:
-        backoff = Backoff()
+        backoff = Backoff(*self._retry_s)
         while not self._stop.is_set():
             try:
                 pcm = self._opener(self._spec)
@@ -264,7 +266,7 @@ class Capture:
             finally:
                 pcm.close()
 
-    def _read_loop(self, pcm: Pcm) -> None:
+    def _read_loop(self, pcm: CapturePcm) -> None:
         stop = self._stop
         channels, channel, gain = self._spec.channels, self._channel, self._gain
         ring, streams, lock = self._ring, self._streams, self._lock

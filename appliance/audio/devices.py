@@ -107,16 +107,21 @@ def classify(exc: BaseException, device: str, direction: Direction) -> AudioDevi
     return AudioDeviceError(device, direction, detail)
 
 
-class Pcm(Protocol):
-    """The part of `alsaaudio.PCM` the engine uses (a fake implements it in unit tests)."""
+class CapturePcm(Protocol):
+    """The part of `alsaaudio.PCM` capture uses (a fake implements it in unit tests)."""
 
     def read(self) -> tuple[int, bytes]: ...
+    def close(self) -> None: ...
+
+
+class PlaybackPcm(Protocol):
+    """The part of `alsaaudio.PCM` playback uses."""
+
     def write(self, data: bytes) -> int: ...
     def drop(self) -> int: ...
     def close(self) -> None: ...
     def avail(self) -> int: ...
     def polldescriptors(self) -> list[tuple[int, int]]: ...
-    def polldescriptors_revents(self, fds: list[tuple[int, int]]) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,10 +145,11 @@ class PcmSpec:
         return self.period_frames * self.frame_bytes
 
 
-PcmOpener = Callable[[PcmSpec], Pcm]
+CaptureOpener = Callable[[PcmSpec], CapturePcm]
+PlaybackOpener = Callable[[PcmSpec], PlaybackPcm]
 
 
-def open_alsa(spec: PcmSpec) -> Pcm:
+def open_alsa(spec: PcmSpec) -> Any:
     """Open a real ALSA PCM and check it got the rate, format and channels asked for.
 
     A `hw:` device that cannot do the rate would silently run at another one (a 24 kHz

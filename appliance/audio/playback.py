@@ -32,9 +32,9 @@ from appliance.audio.devices import (
     AudioDeviceError,
     Backoff,
     DeviceState,
-    Pcm,
-    PcmOpener,
     PcmSpec,
+    PlaybackOpener,
+    PlaybackPcm,
     XrunLog,
     classify,
     open_alsa,
@@ -65,7 +65,8 @@ class Playback:
         on_state: StateCallback | None = None,
         on_playing: Callable[[bool], None] | None = None,
         stamps: AudioStamps | None = None,
-        opener: PcmOpener = open_alsa,
+        opener: PlaybackOpener = open_alsa,
+        retry_s: tuple[float, float] = (0.5, 10.0),
         periods: int = 3,
     ) -> None:
         self.device = config.playback_device
@@ -84,6 +85,7 @@ class Playback:
         self._cushion_ns = config.jitter_ms * 1_000_000
         self.volume = volume
         self._opener = opener
+        self._retry_s = retry_s
         self._on_state = on_state
         self._on_playing = on_playing
         self.stamps = stamps or AudioStamps()
@@ -244,7 +246,7 @@ class Playback:
     # --- the writer thread --------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = Backoff()
+        backoff = Backoff(*self._retry_s)
         while True:
             with self._lock:
                 if self._closing:
@@ -312,7 +314,7 @@ class Playback:
         self._queued -= len(data)
         return data, starts
 
-    def _play_loop(self, pcm: Pcm) -> None:
+    def _play_loop(self, pcm: PlaybackPcm) -> None:
         period_bytes = self._spec.period_bytes
         period_frames = self.period_frames
         buffer_frames = pcm.avail()  # a freshly prepared PCM: the whole buffer is free
