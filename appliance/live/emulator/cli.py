@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-espeak", action="store_true", help="tones instead of espeak-ng speech"
     )
     parser.add_argument(
+        "--accept-media-chunks",
+        action="store_true",
+        help="accept legacy realtime_input.media_chunks audio instead of closing with 1007",
+    )
+    parser.add_argument(
         "--vad-threshold", type=float, default=500.0, help="speech RMS threshold (16-bit units)"
     )
     parser.add_argument(
@@ -72,6 +77,7 @@ def _scenario(args: argparse.Namespace) -> object:
         vad=VadConfig(threshold_rms=args.vad_threshold, silence_ms=args.vad_silence_ms),
         models=tuple(args.model) if args.model else DEFAULT_MODELS,
         use_espeak=not args.no_espeak,
+        accept_media_chunks=args.accept_media_chunks,
     )
 
 

@@ -116,6 +116,8 @@ class Scenario:
     go_away_close_reason: str = "Deadline expired before operation could complete."
     strict_activity: bool = True
     """Close 1007 on activity signals that do not match the setup's activity detection."""
+    accept_media_chunks: bool = False
+    """Treat legacy `media_chunks` audio as `audio` (as retired models did) instead of 1007."""
     use_espeak: bool = True
     voice: str = "en-us"
 

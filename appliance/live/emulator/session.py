@@ -31,10 +31,7 @@ log = logging.getLogger(__name__)
 
 AUDIO_TOKENS_PER_S = 32
 BAD_KEY_REASON = "API key not valid. Please pass a valid API key."
-MEDIA_CHUNKS_REASON = (
-    "Invalid argument: realtime_input.media_chunks is deprecated. "
-    "Use realtime_input.audio, realtime_input.video or realtime_input.text instead."
-)
+MEDIA_CHUNKS_REASON = "realtime_input.media_chunks is deprecated. Use audio, video or text instead."
 ACTIVITY_REASON = (
     "Invalid argument: activity_start/activity_end require "
     "realtime_input_config.automatic_activity_detection.disabled = true."
@@ -281,7 +278,12 @@ class Session:
         aad = self.setup.automatic_activity_detection
         strict = self.scenario.strict_activity
         if msg.media_chunks:
-            raise p.ProtocolError(p.CLOSE_INVALID, MEDIA_CHUNKS_REASON)
+            if not self.scenario.accept_media_chunks:
+                raise p.ProtocolError(p.CLOSE_INVALID, MEDIA_CHUNKS_REASON)
+            for blob in msg.media_chunks:
+                if blob.mime_type.startswith("audio/"):
+                    await self._realtime(p.RealtimeInput(audio=blob))
+            return
         if msg.audio is not None:
             rate = p.rate_of(msg.audio.mime_type)
             if aad:

@@ -39,7 +39,7 @@ def test_threaded_emulator_serves_sync_callers() -> None:
 
 
 def test_cli_prints_env_and_serves_an_env_configured_sdk(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "appliance.live.emulator.cli", "--cert-dir", str(tmp_path)]
+    cmd = [sys.executable, "-m", "appliance.live.emulator", "--cert-dir", str(tmp_path)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parents[3])
     try:
         assert proc.stdout is not None

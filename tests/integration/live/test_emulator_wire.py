@@ -186,3 +186,19 @@ async def test_invalid_json_and_bad_base64_close_1007(emu: Emulator) -> None:
                 await ws.recv()
         assert info.value.rcvd is not None and info.value.rcvd.code == 1007
     assert [r.kind for r in emu.records].count("invalid") == 2
+
+
+async def test_legacy_media_chunks_accepted_when_scenario_allows(emu: Emulator) -> None:
+    # Retired models took media_chunks; the seed article's client still sends them.
+    emu.scenario.accept_media_chunks = True
+    pcm = speech_16k() + silence(700)
+    headers = {"x-goog-api-key": emu.api_key}
+    async with connect(url(emu), ssl=tls(emu), additional_headers=headers) as ws:
+        await ws.send(json.dumps({"setup": {"model": MODEL}}))
+        await recv_json(ws)
+        for i in range(0, len(pcm), 2048):
+            chunk = {"data": base64.b64encode(pcm[i : i + 2048]).decode(), "mime_type": "audio/pcm"}
+            await ws.send(json.dumps({"realtime_input": {"media_chunks": [chunk]}}))
+        messages = await until_turn_complete(ws)
+    assert messages[-1]["usageMetadata"]["promptTokenCount"] > 0
+    assert emu.received_audio() == pcm
