@@ -21,7 +21,7 @@ etc_dir=/etc/appliance
 unit=appliance.service
 user=appliance
 # What the service needs at run time. The test rig reads this line (keep it one line).
-runtime_packages=(python3 python3-venv libasound2 alsa-utils)
+runtime_packages=(python3 python3-venv libasound2 alsa-utils procps)
 # pyalsaaudio and systemd-python have no wheels on PyPI: pip compiles them.
 build_packages=(python3-dev gcc pkg-config libasound2-dev libsystemd-dev)
 # Only Raspberry Pi OS has these (GPIO, SPI LEDs, camera); the venv sees them through

@@ -110,6 +110,7 @@ def ensure_rootfs() -> Path:
             (build / ".complete").write_text(" ".join(packages) + "\n")
             shutil.rmtree(root, ignore_errors=True)
             build.rename(root)
+            _prune(f"rootfs-{SUITE}-", keep=root)
         except subprocess.CalledProcessError as exc:
             raise RuntimeError(f"debootstrap failed:\n{exc.stderr[-3000:]}") from None
         finally:
@@ -147,7 +148,15 @@ def ensure_wheels() -> Path:
         for stale in out.glob("appliance-*.whl"):
             stale.unlink()  # the project itself is built fresh per session
         (out / ".complete").write_text("")
+        _prune("wheels-", keep=out)
     return out
+
+
+def _prune(prefix: str, keep: Path) -> None:
+    """Drop cache entries of older keys, so a CI machine's disk does not fill up."""
+    for old in CACHE.glob(f"{prefix}*"):
+        if old != keep and old.is_dir() and ".build-" not in old.name:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def build_project_wheel(dest: Path) -> Path:
@@ -188,7 +197,11 @@ class Container:
         self._console = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the container)
 
     def __enter__(self) -> Container:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def __exit__(
@@ -228,11 +241,19 @@ class Container:
                 raise RuntimeError(f"the container did not start:\n{self.console()[-3000:]}")
             self.pid1 = _find_pid1(self._nspawn.pid)
             time.sleep(0.1)
-        left = max(5.0, deadline - time.monotonic())
-        state = self.run("systemctl", "is-system-running", "--wait", check=False, timeout=left)
-        if state.stdout.strip() not in ("running", "degraded"):
-            failed = self.run("systemctl", "--failed", "--no-pager", check=False).stdout
-            raise RuntimeError(f"boot ended as {state.stdout.strip()!r}:\n{failed}")
+        # systemd's bus may not be up yet right after exec: ask until it answers.
+        while True:
+            left = max(5.0, deadline - time.monotonic())
+            state = self.run("systemctl", "is-system-running", "--wait", check=False, timeout=left)
+            if state.stdout.strip() in ("running", "degraded"):
+                return
+            if time.monotonic() > deadline:
+                failed = self.run("systemctl", "--failed", "--no-pager", check=False).stdout
+                self.stop()
+                raise RuntimeError(
+                    f"boot ended as {state.stdout.strip()!r} ({state.stderr.strip()}):\n{failed}"
+                )
+            time.sleep(0.2)
 
     def run(
         self,
