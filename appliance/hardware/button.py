@@ -21,7 +21,8 @@ When a press is decided, to keep `talk` quick:
 - only a hold action: `press` fires on release (before `hold_s`);
 - a double-press action: `press` fires `double_press_ms` after the first press went
   down (or on release, if that is later). A second press inside that window is a
-  `double_press`, fired as it goes down. The daemon may use `down` to warm up (open the
+  `double_press`, fired as it goes down (the rest of that second press yields nothing
+  more, not even a hold). The daemon may use `down` to warm up (open the
   Live session) before the action is decided; nothing is sent until it is.
 """
 
@@ -254,6 +255,14 @@ class Button:
         """The next event."""
         return await self._queue.get()
 
+    def drain(self) -> list[ButtonEvent]:
+        """The events waiting in the queue, removed without waiting (e.g. presses made
+        while the daemon was busy starting, which it may choose to ignore)."""
+        events = []
+        while not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        return events
+
     def __aiter__(self) -> Button:
         return self
 
@@ -261,7 +270,9 @@ class Button:
         return await self._queue.get()
 
     def close(self) -> None:
-        """Release the pin; pending gestures are dropped."""
+        """Release the pin; pending gestures are dropped. Safe to call twice."""
+        if self._device.closed:
+            return
         self._device.when_pressed = None
         self._device.when_released = None
         self._device.close()

@@ -377,6 +377,8 @@ class Leds:
     def close(self) -> None:
         """Stop animating, turn the LEDs off and release their pins / SPI device."""
         with self._cond:
+            if self._closed:
+                return
             self._closed = True
             self._cond.notify()
         if self._thread is not None:

@@ -45,8 +45,7 @@ async def collect_until(btn: Button, gesture: Gesture, quiet: float) -> list[But
     while events[-1].gesture != gesture:
         events.append(await asyncio.wait_for(btn.get(), 10))
     await asyncio.sleep(quiet)
-    while not btn._queue.empty():
-        events.append(btn._queue.get_nowait())
+    events.extend(btn.drain())
     return events
 
 
@@ -144,4 +143,14 @@ async def test_noise_handled_late_by_a_busy_loop_is_still_filtered(
     pin.drive_high()
     time.sleep(0.2)  # noqa: ASYNC251 ...which is busy for longer than the bounce time before it sees them
     await asyncio.sleep(0.3)
-    assert btn._queue.empty()
+    assert btn.drain() == []
+
+
+async def test_close_twice_is_harmless() -> None:
+    with mock_pins() as factory:
+        btn = Button(CONFIG)
+        btn.close()
+        btn.close()
+        factory.pin(17).drive_low()  # released: nothing is delivered any more
+        await asyncio.sleep(0.1)
+        assert btn.drain() == []

@@ -155,3 +155,10 @@ def test_driver_none_needs_no_pins_and_no_thread() -> None:
     leds.show("speaking")
     leds.close()
     assert leds.frames == 0
+
+
+def test_close_twice_is_harmless(pins: MockFactory) -> None:
+    leds = open_leds(LedsConfig(driver="pwmled", pin=25))
+    leds.close()
+    leds.close()
+    assert pins.pin(25).state == 0
