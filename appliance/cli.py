@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check)
 
     emulator = verbs.add_parser("emulator", help="run the local Live API emulator")
-    from appliance.live.emulator import cli as emulator_cli
+    from appliance.live import emulator as emulator_cli  # light: the server loads on use
 
     emulator_cli.add_arguments(emulator)
     emulator.set_defaults(handler=emulator_cli.run)

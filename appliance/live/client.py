@@ -7,7 +7,10 @@ What the SDK leaves to us, and this module does:
   resumption handle, and on `goAway` or a dropped connection open a new connection
   with it (exponential backoff with jitter after failures), so the conversation goes on.
 - Input sent while the connection is down is kept, in order, and sent once a new
-  connection is up: nothing the user said while reconnecting is lost.
+  connection is up; input the old connection took but never answered (it may have died
+  in a socket buffer) is sent again: nothing the user said while reconnecting is lost.
+- On `goAway` a reply in progress is allowed to finish (within the time the server
+  gives) before we switch connections, so an answer is not cut off mid-word.
 - `connect()` waits for the first server frame with no timeout; we bound it.
 - Fatal failures (rejected key, unknown model) stop retrying at once and say what to fix.
 
@@ -38,11 +41,19 @@ from appliance.live.setup import connect_config
 
 log = logging.getLogger(__name__)
 
+# websockets logs every handshake header at DEBUG, `x-goog-api-key` included: keep its
+# loggers at INFO or above even when the appliance (or its embedded emulator) runs with
+# debug logging.
+_ws_log = logging.getLogger("websockets")
+_ws_log.setLevel(max(_ws_log.getEffectiveLevel(), logging.INFO))
+
 AUDIO_MIME = "audio/pcm;rate=16000"
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 """websockets' 1 MiB default closes the socket on a large reply frame or a big JPEG."""
 BACKLOG_AUDIO_BYTES = 60 * 32000
 """At most this much 16 kHz audio (60 s) is kept while reconnecting; older is dropped."""
+REALTIME_KINDS = frozenset({"audio", "video", "activity_start", "activity_end", "audio_stream_end"})
+"""Input that is resent on a new connection if the model had not answered it yet."""
 COALESCE_AUDIO_BYTES = 3200
 """When audio queues up, periods are joined into messages of up to 100 ms: fewer frames."""
 
@@ -94,6 +105,12 @@ class LiveClient:
         self._outbox_audio_bytes = 0
         self._outbox_ready = asyncio.Event()
         self._pending_usage: ev.Usage | None = None
+        self._unanswered: list[_Outgoing] = []
+        """Realtime input sent on this connection since the model last answered."""
+        self._unanswered_bytes = 0
+        self._replying = False
+        self._go_away: asyncio.Future[str] | None = None
+        self._go_away_reason: str | None = None
         self._runner: asyncio.Task[None] | None = None
         self._first_connection: asyncio.Future[None] | None = None
         self._closing = False
@@ -207,7 +224,10 @@ class LiveClient:
                         else:
                             connected_before = True
                             self._settle_first(None)
-                        reason = await self._serve(session)
+                        try:
+                            reason = await self._serve(session)
+                        finally:
+                            self._replay_unanswered()
                 except LiveFatalError as exc:
                     self._fail(exc)
                     return
@@ -289,7 +309,8 @@ class LiveClient:
         Returns the goAway reason for a planned reconnect; raises on a failure.
         """
         go_away: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        receiver = asyncio.create_task(self._receive(session, go_away))
+        self._go_away, self._go_away_reason = go_away, None
+        receiver = asyncio.create_task(self._receive(session))
         sender = asyncio.create_task(self._send(session))
         waiters: set[asyncio.Future[Any]] = {receiver, sender, go_away}
         try:
@@ -315,6 +336,30 @@ class LiveClient:
             except BaseException:
                 self._requeue(item)
                 raise
+            if item.kind in REALTIME_KINDS:
+                self._remember_unanswered(item)
+
+    def _remember_unanswered(self, item: _Outgoing) -> None:
+        self._unanswered.append(item)
+        if item.kind == "audio":
+            self._unanswered_bytes += len(item.payload)
+            while self._unanswered_bytes > BACKLOG_AUDIO_BYTES:
+                dropped = self._unanswered.pop(0)
+                if dropped.kind == "audio":
+                    self._unanswered_bytes -= len(dropped.payload)
+
+    def _answered(self) -> None:
+        """The model answered: what was sent before reached it and need not be resent."""
+        self._unanswered.clear()
+        self._unanswered_bytes = 0
+
+    def _replay_unanswered(self) -> None:
+        for item in reversed(self._unanswered):
+            self._requeue(item)
+        if self._unanswered:
+            self._outbox_ready.set()
+        self._answered()
+        self._replying = False
 
     def _take(self) -> _Outgoing:
         """Pop the next send; join audio periods queued back to back into one message."""
@@ -365,12 +410,12 @@ class LiveClient:
         else:  # pragma: no cover - _Outgoing kinds are all listed above
             raise AssertionError(kind)
 
-    async def _receive(self, session: Any, go_away: asyncio.Future[str]) -> None:
+    async def _receive(self, session: Any) -> None:
         while True:  # receive() ends after each turn: call it again, forever
             async for message in session.receive():
-                self._dispatch(message, go_away)
+                self._dispatch(message)
 
-    def _dispatch(self, message: types.LiveServerMessage, go_away: asyncio.Future[str]) -> None:
+    def _dispatch(self, message: types.LiveServerMessage) -> None:
         now = time.monotonic_ns()
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle:
@@ -383,6 +428,7 @@ class LiveClient:
         if content is not None:
             self._dispatch_content(content, now)
         if message.tool_call is not None and message.tool_call.function_calls:
+            self._answered()
             self._emit(
                 ev.ToolCall(
                     tuple(
@@ -394,12 +440,31 @@ class LiveClient:
         cancelled = message.tool_call_cancellation
         if cancelled is not None and cancelled.ids:
             self._emit(ev.ToolCallCancelled(tuple(cancelled.ids)))
-        if message.go_away is not None and not go_away.done():
-            go_away.set_result(f"goAway, time left {message.go_away.time_left}")
+        if message.go_away is not None:
+            self._plan_go_away(message.go_away.time_left)
+
+    def _plan_go_away(self, time_left: str | None) -> None:
+        """Switch connections now, or once the reply in progress ends (in time)."""
+        self._go_away_reason = f"goAway, time left {time_left}"
+        if not self._replying:
+            self._switch_connection()
+            return
+        seconds = _seconds(time_left)
+        margin = min(1.0, seconds / 2)
+        asyncio.get_running_loop().call_later(seconds - margin, self._switch_connection)
+
+    def _switch_connection(self) -> None:
+        future = self._go_away
+        if future is not None and not future.done() and self._go_away_reason is not None:
+            future.set_result(self._go_away_reason)
 
     def _dispatch_content(self, content: types.LiveServerContent, now: int) -> None:
         if content.input_transcription is not None and content.input_transcription.text:
             self._emit(ev.Transcript("user", content.input_transcription.text))
+        replying = content.model_turn is not None or content.output_transcription is not None
+        if replying and not self._replying:
+            self._replying = True
+            self._answered()
         if content.model_turn is not None:
             for part in content.model_turn.parts or ():
                 if part.inline_data is not None and part.inline_data.data:
@@ -413,6 +478,10 @@ class LiveClient:
         if content.turn_complete:
             self._emit(ev.TurnComplete(self._pending_usage))
             self._pending_usage = None
+        if content.interrupted or content.turn_complete:
+            self._replying = False
+            if self._go_away_reason is not None:
+                self._switch_connection()
 
     def _emit(self, event: ev.LiveEvent) -> None:
         self._events.put_nowait(event)
@@ -436,6 +505,14 @@ def usage_from(meta: types.UsageMetadata) -> ev.Usage:
         total_tokens=meta.total_token_count or 0,
         by_modality=by_modality,
     )
+
+
+def _seconds(duration: str | None) -> float:
+    """`"10s"` / `"1.5s"` (protobuf Duration as JSON) in seconds; unknown: 0."""
+    try:
+        return max(0.0, float((duration or "0s").removesuffix("s")))
+    except ValueError:
+        return 0.0
 
 
 def _http_options(config: LiveConfig, ssl_context: ssl.SSLContext | None) -> types.HttpOptions:
