@@ -116,3 +116,19 @@ async def test_preset_hardware_opens_on_its_pins(
         finally:
             button.close()
             leds.close()
+
+
+def test_without_lgpio_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    try:
+        import lgpio  # noqa: F401
+
+        pytest.skip("lgpio is installed here")
+    except ImportError:
+        pass
+    from gpiozero import Device
+
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    monkeypatch.setattr(Device, "pin_factory", None)
+    with pytest.raises(pinmap.GpioUnavailable, match="python3-lgpio"):
+        pinmap.ensure_pin_factory()
+    assert Device.pin_factory is None  # no silent fall back to RPi.GPIO
