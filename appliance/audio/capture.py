@@ -1,7 +1,11 @@
 """Always-running microphone capture: ALSA thread -> pre-roll ring and bounded hand-off.
 
-A dedicated thread sits in a blocking `pcm.read()` (one period, 20 ms by default), so
-the asyncio loop never waits on the sound card. Each period is stamped, reduced to
+A dedicated thread waits for each period (20 ms by default) and reads it, so the asyncio
+loop never waits on the sound card. The thread blocks in `poll()` on the PCM's
+descriptors plus a wake pipe rather than inside a blocking `pcm.read()`: a device that
+stops delivering without an error (seen with the JACK plugin when its server dies)
+would otherwise hang the thread for good; with a poll timeout it is noticed, reported
+and reopened, and `stop()` returns at once. Each period is stamped, reduced to
 16 kHz mono S16_LE (channel pick and gain, in C via numpy when needed) and, under one
 short lock, appended to the pre-roll ring and to any open stream. Opening a stream
 snapshots the ring under the same lock, which is why a stream yields the pre-roll and
@@ -18,7 +22,10 @@ as a summary. A device that is missing, busy or vanishes mid-stream is reported 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import select
 import threading
 import time
 from collections import deque
@@ -32,6 +39,7 @@ from appliance.audio.devices import (
     Backoff,
     CaptureOpener,
     CapturePcm,
+    DeviceStalledError,
     DeviceState,
     PcmSpec,
     XrunLog,
@@ -167,6 +175,7 @@ class Capture:
             channels=config.capture_channels,
             period_frames=self.period_frames,
             periods=periods,
+            nonblock=True,
         )
         self._channel = config.capture_channel
         self._gain = dsp.db_to_gain(config.mic_gain_db)
@@ -183,6 +192,9 @@ class Capture:
         self._lock = threading.Lock()
         self._streams: list[CaptureStream] = []
         self._stop = threading.Event()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.stall_ms = max(1000, 10 * config.period_ms)
+        """A device that delivers nothing for this long is treated as gone and reopened."""
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -202,6 +214,8 @@ class Capture:
         if thread is None:
             return
         self._stop.set()
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"!")
         await asyncio.to_thread(thread.join)
         self._thread = None
         with self._lock:
@@ -257,29 +271,52 @@ class Capture:
                 continue
             backoff.reset()
             self._set_state(DeviceState.OK, None)
+            error = None
             try:
                 self._read_loop(pcm)
             except Exception as exc:  # the device vanished mid-stream
                 error = classify(exc, self.device, "capture")
-                self._set_state(error.state, error)
-                self._stop.wait(backoff.next_delay())
             finally:
                 pcm.close()
+            if error is not None:  # reported once the device is released
+                self._set_state(error.state, error)
+                self._stop.wait(backoff.next_delay())
 
     def _read_loop(self, pcm: CapturePcm) -> None:
         stop = self._stop
         channels, channel, gain = self._spec.channels, self._channel, self._gain
         ring, streams, lock = self._ring, self._streams, self._lock
         overruns = self.overruns
+        period_bytes = self._spec.period_bytes
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        fds = pcm.polldescriptors()
+        for fd, mask in fds:
+            poller.register(fd, mask)
+        wait_ms = self.stall_ms if fds else 2
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 64):  # stale kicks from an earlier stop()
+                pass
+        partial = b""
+        quiet_since = time.monotonic_ns()
         while not stop.is_set():
             frames, data = pcm.read()
             now = time.monotonic_ns()
             if frames <= 0:
                 if frames < 0:
                     overruns.record()
-                else:
-                    stop.wait(0.002)  # nonblocking device with nothing yet
+                    continue
+                if (not poller.poll(wait_ms) and fds) or now - quiet_since > self.stall_ms * 1e6:
+                    raise DeviceStalledError(
+                        self.device, "capture", f"no audio for {self.stall_ms} ms"
+                    )
                 continue
+            quiet_since = now
+            if partial or len(data) < period_bytes:  # rare: a short read; make whole periods
+                partial += data
+                if len(partial) < period_bytes:
+                    continue
+                data, partial = partial[:period_bytes], partial[period_bytes:]
             overruns.tick()
             data = dsp.apply_gain(dsp.pick_channel(data, channels, channel), gain)
             with lock:

@@ -83,6 +83,10 @@ class DeviceBusyError(AudioDeviceError):
         )
 
 
+class DeviceStalledError(DeviceMissingError):
+    """The device stopped delivering or taking audio without reporting an error."""
+
+
 _BUSY = ("device or resource busy", "resource temporarily unavailable")
 _MISSING = (
     "no such file or directory",
@@ -112,6 +116,7 @@ class CapturePcm(Protocol):
 
     def read(self) -> tuple[int, bytes]: ...
     def close(self) -> None: ...
+    def polldescriptors(self) -> list[tuple[int, int]]: ...
 
 
 class PlaybackPcm(Protocol):

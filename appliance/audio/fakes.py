@@ -47,6 +47,9 @@ class FakeCapturePcm:
     def close(self) -> None:
         self.closed = True
 
+    def polldescriptors(self) -> list[tuple[int, int]]:
+        return []
+
 
 class FakePlaybackPcm:
     """Accepts everything at once (like the `null` device) and remembers it.

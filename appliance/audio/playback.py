@@ -31,6 +31,7 @@ from appliance.audio.capture import StateCallback, call_in_loop
 from appliance.audio.devices import (
     AudioDeviceError,
     Backoff,
+    DeviceStalledError,
     DeviceState,
     PcmSpec,
     PlaybackOpener,
@@ -107,6 +108,8 @@ class Playback:
         self._closing = False
         self._pcm_open = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.stall_ms = max(2000, 20 * config.period_ms)
+        """A device whose buffer stays full this long is treated as gone and reopened."""
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -329,6 +332,8 @@ class Playback:
         stamps = self.stamps.receive_to_write
         delays = self.stamps.write_delay
         woke = time.monotonic_ns()  # when the writer last became able to act
+        progress = woke  # last time ALSA took audio (or had nothing to take)
+        stall_ns = self.stall_ms * 1_000_000
         underruns = self.underruns
         started = False  # ALSA is being fed
         carry = b""  # taken from the queue but not yet accepted by ALSA
@@ -409,6 +414,7 @@ class Playback:
                     stamps.add(received, now)
                     delays.add(max(received, woke), now)
                 written_frames += n
+                progress = now
                 if n * 2 < len(data):
                     carry = data[n * 2 :]
                     wait_pcm = True
@@ -417,6 +423,12 @@ class Playback:
                     futile_polls = 0
                     underruns.tick()
                     continue
+            if not wait_pcm:
+                progress = time.monotonic_ns()
+            elif time.monotonic_ns() - progress > stall_ns:
+                raise DeviceStalledError(
+                    self.device, "playback", f"it took no audio for {self.stall_ms} ms"
+                )
             if wait_pcm and futile_polls > 2:
                 # the PCM's descriptor says ready but there is no room: don't spin
                 time.sleep(self._period_ms / 4000)

@@ -53,6 +53,16 @@ def jack_available() -> str | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the process that started jackd dies (even by a
+    crash or SIGKILL), so a failed test run leaves no server behind. Linux only."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class JackServer:
     """One jackd with the dummy backend (paced by a timer, no sound card)."""
 
@@ -68,7 +78,11 @@ class JackServer:
         cmd = ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy",
                "-r", str(self.rate), "-p", str(self.block), "-C", "2", "-P", "2"]  # fmt: skip
         self._proc = subprocess.Popen(
-            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + timeout_s
         while True:
@@ -253,6 +267,27 @@ class JackAudio:
     alsa_config: Path
     capture_device: str = "rigmic"
     playback_device: str = "rigspk"
+
+    def restart_server(self, down_s: float = 0.0) -> None:
+        """Stop the server (as if the sound card vanished) and start it again.
+
+        One process can only talk to one JACK server at a time (libjack's globals), so
+        fault tests restart this one instead of starting a second.
+        """
+        self.rig.close()
+        self.server.stop()
+        time.sleep(down_s)
+        self.server.start()
+        self.rig = RigClient(self.server.name)
+
+    def kill_server(self) -> None:
+        """Stop the server and the rig client; `revive_server()` brings both back."""
+        self.rig.close()
+        self.server.stop()
+
+    def revive_server(self) -> None:
+        self.server.start()
+        self.rig = RigClient(self.server.name)
 
     def reset(self) -> None:
         self.rig.stop_recording()

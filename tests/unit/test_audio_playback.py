@@ -92,6 +92,7 @@ async def test_stop_cuts_a_pending_drain_short() -> None:
     pcm.stalled = True  # the device never plays: drain cannot finish by itself
     playback.enqueue(ramp(4800))
     drain = asyncio.create_task(playback.drain())
+    await asyncio.sleep(0)  # let drain() register before anything else happens
     await eventually(lambda: pcm.avail() <= 0)
     assert not drain.done()
     await playback.stop()
