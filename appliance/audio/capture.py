@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import select
 import threading
 import time
 from collections import deque
@@ -42,6 +41,7 @@ from appliance.audio.devices import (
     DeviceStalledError,
     DeviceState,
     PcmSpec,
+    PcmWaiter,
     XrunLog,
     classify,
     open_alsa,
@@ -288,15 +288,8 @@ class Capture:
         ring, streams, lock = self._ring, self._streams, self._lock
         overruns = self.overruns
         period_bytes = self._spec.period_bytes
-        poller = select.poll()
-        poller.register(self._wake_r, select.POLLIN)
-        fds = pcm.polldescriptors()
-        for fd, mask in fds:
-            poller.register(fd, mask)
-        wait_ms = self.stall_ms if fds else 2
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 64):  # stale kicks from an earlier stop()
-                pass
+        waiter = PcmWaiter(pcm, self._wake_r)
+        wait_ms = self.stall_ms if waiter.has_fds else 2
         partial = b""
         quiet_since = time.monotonic_ns()
         while not stop.is_set():
@@ -306,7 +299,8 @@ class Capture:
                 if frames < 0:
                     overruns.record()
                     continue
-                if (not poller.poll(wait_ms) and fds) or now - quiet_since > self.stall_ms * 1e6:
+                _, _, timed_out = waiter.wait(wait_ms)
+                if (timed_out and waiter.has_fds) or now - quiet_since > self.stall_ms * 1e6:
                     raise DeviceStalledError(
                         self.device, "capture", f"no audio for {self.stall_ms} ms"
                     )
@@ -325,3 +319,9 @@ class Capture:
                 ring.append(period)
                 for stream in streams:
                     stream._push(period)
+            if waiter.has_fds:  # wait before reading again: saves a read that says EAGAIN
+                _, _, timed_out = waiter.wait(wait_ms)
+                if timed_out:
+                    raise DeviceStalledError(
+                        self.device, "capture", f"no audio for {self.stall_ms} ms"
+                    )

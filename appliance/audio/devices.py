@@ -8,7 +8,10 @@ pyalsaaudio is imported lazily so that unit tests with a fake PCM need no sound 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +120,7 @@ class CapturePcm(Protocol):
     def read(self) -> tuple[int, bytes]: ...
     def close(self) -> None: ...
     def polldescriptors(self) -> list[tuple[int, int]]: ...
+    def polldescriptors_revents(self, fds: list[tuple[int, int]]) -> int: ...
 
 
 class PlaybackPcm(Protocol):
@@ -127,6 +131,7 @@ class PlaybackPcm(Protocol):
     def close(self) -> None: ...
     def avail(self) -> int: ...
     def polldescriptors(self) -> list[tuple[int, int]]: ...
+    def polldescriptors_revents(self, fds: list[tuple[int, int]]) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +192,55 @@ def open_alsa(spec: PcmSpec) -> Any:
             "use a converting device such as `plughw:CARD=...,DEV=0` or `default`",
         )
     return pcm
+
+
+class PcmWaiter:
+    """Waits in poll() for a PCM to be ready or for a wake pipe, whichever comes first.
+
+    The raw revents of a PCM's descriptors mean nothing by themselves for plugin PCMs
+    (the jack plugin's socket stays readable until alsa-lib consumes it), so they go
+    through `polldescriptors_revents`, which translates them and rearms the plugin.
+    Without that the thread would spin at 100 % of a core.
+    """
+
+    def __init__(self, pcm: CapturePcm | PlaybackPcm, wake_fd: int) -> None:
+        self._pcm = pcm
+        self._wake_fd = wake_fd
+        self._fds = pcm.polldescriptors()
+        self.has_fds = bool(self._fds)
+        self._both = select.poll()
+        self._wake_only = select.poll()
+        for poller in (self._both, self._wake_only):
+            poller.register(wake_fd, select.POLLIN)
+        for fd, mask in self._fds:
+            self._both.register(fd, mask)
+        self.drain_wake()
+
+    def wait(self, timeout_ms: float | None, pcm: bool = True) -> tuple[bool, bool, bool]:
+        """(the PCM is ready, the pipe was kicked, the wait timed out)."""
+        events = (self._both if pcm and self._fds else self._wake_only).poll(timeout_ms)
+        if not events:
+            return False, False, True
+        woken = False
+        revents: dict[int, int] = {}
+        for fd, ev in events:
+            if fd == self._wake_fd:
+                woken = True
+            else:
+                revents[fd] = ev
+        ready = False
+        if revents:
+            polled = [(fd, revents.get(fd, 0)) for fd, _ in self._fds]
+            mask = self._pcm.polldescriptors_revents(polled)
+            ready = bool(mask & (select.POLLIN | select.POLLOUT | select.POLLERR))
+        if woken:
+            self.drain_wake()
+        return ready, woken, False
+
+    def drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_fd, 64):
+                pass
 
 
 class Backoff:

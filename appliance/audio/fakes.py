@@ -50,6 +50,9 @@ class FakeCapturePcm:
     def polldescriptors(self) -> list[tuple[int, int]]:
         return []
 
+    def polldescriptors_revents(self, fds: list[tuple[int, int]]) -> int:
+        return 0
+
 
 class FakePlaybackPcm:
     """Accepts everything at once (like the `null` device) and remembers it.
@@ -101,6 +104,9 @@ class FakePlaybackPcm:
 
     def polldescriptors(self) -> list[tuple[int, int]]:
         return []
+
+    def polldescriptors_revents(self, fds: list[tuple[int, int]]) -> int:
+        return 0
 
 
 async def eventually(cond: Callable[[], object], within_s: float = 5.0) -> None:

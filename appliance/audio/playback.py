@@ -34,6 +34,7 @@ from appliance.audio.devices import (
     DeviceStalledError,
     DeviceState,
     PcmSpec,
+    PcmWaiter,
     PlaybackOpener,
     PlaybackPcm,
     XrunLog,
@@ -285,14 +286,9 @@ class Playback:
     def _sleep(self, seconds: float) -> None:
         """Wait, but wake early for close()."""
         select.select([self._wake_r], [], [], seconds)
-        self._drain_pipe()
-
-    def _drain_pipe(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_r, 64):
                 pass
-        except BlockingIOError:
-            pass
 
     def _take(self, max_bytes: int) -> tuple[bytes, list[int]]:
         """Up to `max_bytes` from the queue, and the receive stamps of chunks it starts.
@@ -323,12 +319,7 @@ class Playback:
         buffer_frames = pcm.avail()  # a freshly prepared PCM: the whole buffer is free
         if buffer_frames <= 0:
             buffer_frames = period_frames * self._spec.periods
-        wake_only = select.poll()
-        wake_only.register(self._wake_r, select.POLLIN)
-        both = select.poll()
-        both.register(self._wake_r, select.POLLIN)
-        for fd, mask in pcm.polldescriptors():
-            both.register(fd, mask)
+        waiter = PcmWaiter(pcm, self._wake_r)
         stamps = self.stamps.receive_to_write
         delays = self.stamps.write_delay
         woke = time.monotonic_ns()  # when the writer last became able to act
@@ -340,7 +331,6 @@ class Playback:
         carry_starts: list[int] = []
         tail_written = False
         written_frames = 0
-        futile_polls = 0
         while True:
             timeout_ms: float | None = None
             wait_pcm = False
@@ -420,7 +410,6 @@ class Playback:
                     wait_pcm = True
                     timeout_ms = self._period_ms
                 else:
-                    futile_polls = 0
                     underruns.tick()
                     continue
             if not wait_pcm:
@@ -429,21 +418,10 @@ class Playback:
                 raise DeviceStalledError(
                     self.device, "playback", f"it took no audio for {self.stall_ms} ms"
                 )
-            if wait_pcm and futile_polls > 2:
-                # the PCM's descriptor says ready but there is no room: don't spin
-                time.sleep(self._period_ms / 4000)
-                futile_polls = 0
-                continue
-            events = (both if wait_pcm else wake_only).poll(timeout_ms)
+            if wait_pcm and not waiter.has_fds:
+                timeout_ms = self._period_ms / 4  # a device without descriptors: poll gently
+            waiter.wait(timeout_ms, pcm=wait_pcm)
             woke = time.monotonic_ns()
-            pcm_ready = False
-            for fd, _ in events:
-                if fd == self._wake_r:
-                    self._drain_pipe()
-                else:
-                    pcm_ready = True
-            if wait_pcm and pcm_ready:
-                futile_polls += 1
 
     def _finish_drain(self, played: bool) -> None:
         """Tail played out: answer drain() waiters. Called with the lock held."""
