@@ -370,8 +370,8 @@ class Playback:
                         else:
                             wait_pcm = True
                     elif self._queued:
-                        if space >= period_frames:
-                            data, starts = self._take(period_bytes)
+                        if space >= period_frames:  # whole periods, as many as fit
+                            data, starts = self._take(period_bytes * (space // period_frames))
                             if self.volume is not None:
                                 data = dsp.apply_gain(data, self.volume.software_gain)
                         else:
