@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 EX_OK = 0
@@ -72,6 +72,36 @@ def _parser() -> argparse.ArgumentParser:
         "--play", metavar="DEVICE", help="also play the reply on this ALSA device (aplay -L)"
     )
     demo.set_defaults(handler=_demo)
+
+    run = verbs.add_parser("run", help="run the appliance (what the systemd service starts)")
+    run.add_argument("--config", type=Path, help="config file (default: the service's)")
+    run.add_argument("--debug", action="store_true", help="log at debug level")
+    run.set_defaults(handler=_run)
+
+    def control_verb(name: str, help_text: str) -> argparse.ArgumentParser:
+        verb = verbs.add_parser(name, help=help_text)
+        verb.add_argument("--socket", type=Path, help="the daemon's control socket")
+        verb.add_argument("--config", type=Path, help="config file naming the socket")
+        return verb
+
+    control_verb("talk", "start a conversation, as if the button was pressed").set_defaults(
+        handler=_control, verb="talk"
+    )
+    control_verb("stop", "end the conversation and stop the speaker").set_defaults(
+        handler=_control, verb="stop"
+    )
+    mute = control_verb("mute", "mute or unmute the microphone")
+    mute.add_argument("setting", choices=["on", "off"])
+    mute.set_defaults(handler=_control, verb="mute")
+    status = control_verb("status", "state, last error, counters and tokens used")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=_control, verb="status")
+    ask = control_verb("ask", "type to the assistant; the answer is spoken and printed")
+    ask.add_argument("text", nargs="+")
+    ask.set_defaults(handler=_control, verb="ask")
+    say = control_verb("say", "have the speaker announce this text in the assistant's voice")
+    say.add_argument("text", nargs="+")
+    say.set_defaults(handler=_control, verb="say")
     return parser
 
 
@@ -87,16 +117,98 @@ def _check(args: argparse.Namespace) -> int:
         return EX_CONFIG
     print(f"{path}: OK")
     print(f"board: {cfg.board}")
-    try:
-        from appliance.hardware import pinmap
-    except ImportError:  # the hardware layer is optional at this point of the build
-        pass
-    else:
-        for line in pinmap.describe(cfg):
-            print(f"  {line}")
+    from appliance.hardware import pinmap
+
+    for line in pinmap.describe(cfg):
+        print(f"  {line}")
     print(f"model: {cfg.live.model}")
     print(f"API key: {'from ' + found[1] if found else 'none (the demo uses the local emulator)'}")
+    problems = [f"{path}: {c}" for c in pinmap.conflicts(cfg)]
+    if cfg.camera.enabled:
+        from appliance.hardware.camera import CameraUnavailable, import_picamera2
+
+        try:
+            import_picamera2()
+        except CameraUnavailable as exc:
+            problems.append(f"{path}: camera.enabled: {exc}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return EX_CONFIG if problems else EX_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from appliance import config
+
+    path = args.config or Path(os.environ.get("APPLIANCE_CONFIG") or config.DEFAULT_PATH)
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EX_CONFIG
+    from appliance.daemon.app import run_service
+
+    return run_service(cfg, path, level="debug" if args.debug else None)
+
+
+def _control(args: argparse.Namespace) -> int:
+    from appliance import config
+    from appliance.daemon.control import ControlClient, ControlError, socket_path
+
+    path = args.socket
+    if path is None:
+        try:
+            cfg = config.load(args.config)
+        except config.ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return EX_CONFIG
+        path = socket_path(cfg.control)
+    client = ControlClient(path)
+    try:
+        if args.verb == "talk":
+            client.talk()
+        elif args.verb == "stop":
+            client.stop()
+        elif args.verb == "mute":
+            client.mute(args.setting == "on")
+        elif args.verb == "status":
+            _print_status(client.status(), as_json=args.json)
+        else:
+            lines = (client.ask if args.verb == "ask" else client.say)(" ".join(args.text))
+            _print_transcript(lines)
+    except ControlError as exc:
+        print(f"appliance {args.verb}: {exc}", file=sys.stderr)
+        return EX_UNAVAILABLE
     return EX_OK
+
+
+def _print_transcript(lines: Iterable[tuple[str, str]]) -> None:
+    """Transcript fragments as two-speaker lines: `you: ...` / `assistant: ...`."""
+    current = None
+    for role, text in lines:
+        who = "you" if role == "user" else "assistant"
+        if who != current:
+            if current is not None:
+                print()
+            print(f"{who}: ", end="")
+            current = who
+        print(text, end="", flush=True)
+    if current is not None:
+        print()
+
+
+def _print_status(status: dict[str, object], *, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+        return
+    for key, value in status.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for sub, subvalue in value.items():
+                print(f"  {sub}: {subvalue}")
+        else:
+            print(f"{key}: {value}")
 
 
 def _demo(args: argparse.Namespace) -> int:

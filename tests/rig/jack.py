@@ -14,10 +14,10 @@ not repeat exactly every JACK period (610 Hz is safe, 600 Hz is not).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -132,10 +132,16 @@ class JackServer:
                 os.environ["JACK_DEFAULT_SERVER"] = old
 
 
-class RigClient:
-    """The test's JACK client: `mic` out (injected signal), `spk` in (recorded)."""
+class _RigCore:
+    """The JACK client itself: `mic` out (injected signal), `spk` in (recorded).
 
-    def __init__(self, server: str, name: str = "rig", max_seconds: float = 120.0) -> None:
+    It runs in a child process (see `RigClient`): its process callback is Python and
+    needs the GIL, and pyalsaaudio holds the GIL while alsa-lib's jack plugin connects a
+    new client to the server, which waits for every client's callback. In one process
+    the two deadlock; in two they cannot.
+    """
+
+    def __init__(self, server: str, name: str, max_seconds: float) -> None:
         import jack
         import numpy as np
 
@@ -148,7 +154,6 @@ class RigClient:
         self._signal: Any = np.zeros(0, dtype=np.float32)
         self._signal_at = 0
         self._loop_signal = False
-        self._lock = threading.Lock()
         nblocks = int(max_seconds * self.rate / self.block)
         self._rec = np.zeros((nblocks, self.block), dtype=np.float32)
         self._rec_frames = np.zeros(nblocks, dtype=np.int64)
@@ -180,14 +185,11 @@ class RigClient:
             self._rec_frames[self._rec_n] = now
             self._rec_n += 1
 
-    @property
     def frame_time(self) -> int:
-        """The JACK clock now (frames), usable from any thread."""
         return int(self.client.frame_time)
 
-    def play(self, signal: Any, *, loop: bool = False, at_frame: int | None = None) -> int:
-        """Inject `signal` (float32, -1..1, at the server rate) into `mic`; returns its start."""
-        start = self.frame_time + self.block if at_frame is None else at_frame
+    def play(self, signal: Any, loop: bool, at_frame: int | None) -> int:
+        start = self.frame_time() + self.block if at_frame is None else at_frame
         self._loop_signal = loop
         self._signal_at = start
         self._signal = self._np.asarray(signal, dtype=self._np.float32)
@@ -201,9 +203,95 @@ class RigClient:
         self.recording = False
 
     def blocks(self) -> tuple[Any, Any]:
-        """(frame number of each recorded block, the blocks) so far."""
         n = self._rec_n
         return self._rec_frames[:n].copy(), self._rec[:n].copy()
+
+    def close(self) -> None:
+        try:
+            self.client.deactivate()
+        finally:
+            self.client.close()
+
+
+def _rig_main(conn: Any, server: str, name: str, max_seconds: float) -> None:
+    """The rig process: serve `(method, args)` requests until `close`."""
+    _die_with_parent()
+    try:
+        core = _RigCore(server, name, max_seconds)
+    except Exception as exc:
+        conn.send(("error", repr(exc)))
+        return
+    conn.send(("ok", (core.rate, core.block)))
+    try:
+        while True:
+            try:
+                method, args = conn.recv()
+            except EOFError:  # the test process went away
+                break
+            if method == "close":
+                break
+            try:
+                conn.send(("ok", getattr(core, method)(*args)))
+            except Exception as exc:
+                conn.send(("error", repr(exc)))
+    finally:
+        core.close()
+        with contextlib.suppress(OSError):
+            conn.send(("ok", None))
+
+
+class RigClient:
+    """The test's JACK client, `mic` out and `spk` in, run in a child process.
+
+    The methods are those of an in-process client; each is one request to the child.
+    """
+
+    def __init__(self, server: str, name: str = "rig", max_seconds: float = 120.0) -> None:
+        import multiprocessing
+
+        import numpy as np
+
+        self._np = np
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_rig_main, args=(child, server, name, max_seconds), daemon=True
+        )
+        self._proc.start()
+        child.close()
+        self.rate, self.block = self._reply(timeout=20)
+
+    def _reply(self, timeout: float = 10.0) -> Any:
+        if not self._conn.poll(timeout):
+            raise RuntimeError("the JACK rig client did not answer")
+        status, value = self._conn.recv()
+        if status != "ok":
+            raise RuntimeError(f"the JACK rig client failed: {value}")
+        return value
+
+    def _call(self, method: str, *args: Any) -> Any:
+        self._conn.send((method, args))
+        return self._reply()
+
+    @property
+    def frame_time(self) -> int:
+        """The JACK clock now (frames)."""
+        return int(self._call("frame_time"))
+
+    def play(self, signal: Any, *, loop: bool = False, at_frame: int | None = None) -> int:
+        """Inject `signal` (float32, -1..1, at the server rate) into `mic`; returns its start."""
+        return int(self._call("play", self._np.asarray(signal, self._np.float32), loop, at_frame))
+
+    def start_recording(self) -> None:
+        self._call("start_recording")
+
+    def stop_recording(self) -> None:
+        self._call("stop_recording")
+
+    def blocks(self) -> tuple[Any, Any]:
+        """(frame number of each recorded block, the blocks) so far."""
+        frames, blocks = self._call("blocks")
+        return frames, blocks
 
     def sound_frames(self, threshold: float = 1e-4) -> Any:
         """Frame numbers of recorded blocks that carry new sound.
@@ -229,10 +317,18 @@ class RigClient:
         """No-op: the alsa jack plugin connects itself to `rig:mic` / `rig:spk`."""
 
     def close(self) -> None:
+        if not self._proc.is_alive():
+            return
         try:
-            self.client.deactivate()
-        finally:
-            self.client.close()
+            self._conn.send(("close", ()))
+            self._reply()
+        except (OSError, EOFError, RuntimeError):
+            pass
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5)
+        self._conn.close()
 
 
 def tone(hz: float, seconds: float, rate: int = RATE, level: float = 0.5) -> Any:

@@ -1,0 +1,688 @@
+"""The appliance: builds the parts from config and runs them around the state machine.
+
+One asyncio loop, one inbox. Everything that happens (a button gesture, a control
+verb, a Live event, the speaker running dry, a timer) is put in the inbox; the loop
+takes one item at a time, asks the state machine what it means, shows the new state on
+the LEDs and in `systemctl status`, logs the transition, and carries out the actions.
+Handling one item at a time is what makes ordering questions ("did the first reply
+chunk arrive before or after the press?") have one answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from appliance import config as config_mod
+from appliance.audio.capture import Capture
+from appliance.audio.devices import DeviceState
+from appliance.audio.earcons import Earcons
+from appliance.audio.playback import Playback
+from appliance.audio.volume import Volume
+from appliance.config import Config
+from appliance.daemon import service, state, tools
+from appliance.daemon.control import ControlServer, RequestError, socket_path
+from appliance.daemon.conversation import MicPump
+from appliance.daemon.memory import HandleStore, UsageBook
+from appliance.live import events as ev
+from appliance.live.client import LiveClient
+from appliance.live.errors import LiveError
+
+log = logging.getLogger("appliance")
+
+VERBATIM = "Say exactly the following words, and nothing else: "
+
+
+@dataclass(frozen=True, slots=True)
+class _Live:
+    """A Live event, tagged with the session it came from (stale ones are ignored)."""
+
+    session: int
+    event: ev.LiveEvent
+
+
+@dataclass(frozen=True, slots=True)
+class _Connected:
+    session: int
+    error: LiveError | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Device:
+    """An audio device changed state (missing, busy, running...)."""
+
+    name: str
+    state: DeviceState
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """Run a function on the loop, in order with everything else (e.g. a reload)."""
+
+    fn: Callable[[], Any]
+
+
+Item = state.Event | _Live | _Connected | _Device | _Call
+
+
+class Appliance:
+    """The daemon. `await run()` until `shutdown()`; returns the exit code."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        api_key: SecretStr | None,
+        config_path: Path | None = None,
+        state_dir: Path | None = None,
+        environ: dict[str, str] | None = None,
+        notifier: service.Notifier | None = None,
+        on_state: Callable[[str], None] | None = None,
+    ) -> None:
+        env = dict(os.environ if environ is None else environ)
+        self.config = config
+        self.config_path = config_path
+        self.api_key = api_key
+        self.state_dir = state_dir or Path(
+            env.get("STATE_DIRECTORY", "").split(":")[0] or "/var/lib/appliance"
+        )
+        self.env = env
+        self.notifier = notifier or service.Notifier(env)
+        self.on_state = on_state
+        self.machine = state.StateMachine(state.Policy.from_config(config))
+        self.inbox: asyncio.Queue[Item] = asyncio.Queue()
+        self.handles = HandleStore(self.state_dir, config.behaviour.remember_s)
+        self.usage = UsageBook(self.state_dir)
+        self.counters: dict[str, int] = {"conversations": 0, "turns": 0, "interruptions": 0}
+        self.last_error: str | None = None
+        self.session_no = 0
+        self.turn_no = 0
+        self._live: LiveClient | None = None
+        self._live_tasks: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+        self._end_after_reply = False
+        self._reply_started = False
+        self._listeners: list[asyncio.Queue[tuple[str, str] | None]] = []
+        self._stopped = asyncio.Event()
+        self._camera_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        # Parts, built in start().
+        self.capture: Capture | None = None
+        self.playback: Playback | None = None
+        self.volume: Volume | None = None
+        self.earcons = Earcons(config.audio.earcons)
+        self.mic: MicPump | None = None
+        self.button: Any = None
+        self.leds: Any = None
+        self.camera: Any = None
+        self.control: ControlServer | None = None
+
+    # -- lifetime ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open audio, GPIO, camera and the control socket; then READY=1."""
+        cfg = self.config
+        if self.api_key is not None:
+            service.SECRETS.register(self.api_key.get_secret_value())
+        self.volume = Volume(cfg.audio, self.state_dir)
+        self.capture = Capture(cfg.audio, on_state=self._device_callback("microphone"))
+        self.playback = Playback(
+            cfg.audio, volume=self.volume, on_state=self._device_callback("speaker")
+        )
+        await self.capture.start()
+        await self.playback.start()
+        self.mic = MicPump(self.capture)
+        self._open_hardware()
+        self.control = ControlServer(
+            socket_path(cfg.control, self.env), _ControlHandler(self), group=cfg.control.group
+        )
+        await self.control.start()
+        self.notifier.ready(status=self._status_line())
+        self.notifier.start_watchdog()
+        log.info(
+            "ready: mode %s, mic %s, speaker %s, control %s",
+            cfg.behaviour.mode,
+            cfg.audio.capture_device,
+            cfg.audio.playback_device,
+            self.control.path,
+            extra=service.fields(state=self.machine.state),
+        )
+
+    def _open_hardware(self) -> None:
+        from appliance.hardware.button import open_button
+        from appliance.hardware.camera import open_camera
+        from appliance.hardware.leds import open_leds
+
+        cfg = self.config
+        self.leds = open_leds(cfg.leds)
+        self.leds.show(self.machine.state)
+        self.button = open_button(cfg.button, mode=cfg.behaviour.mode, on_event=self._on_button)
+        self.camera = open_camera(cfg.camera, on_active=self.leds.camera_active)
+
+    def _close_hardware(self) -> None:
+        if self.button is not None:
+            self.button.close()
+        if self.leds is not None:
+            self.leds.close()
+
+    async def run(self) -> int:
+        """Start, then handle the inbox until `shutdown()`; returns the exit code."""
+        await self.start()
+        consumer = asyncio.create_task(self._consume(), name="inbox")
+        try:
+            await self._stopped.wait()
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+            await self._close()
+        return 0
+
+    def shutdown(self) -> None:
+        """Stop the daemon (SIGTERM): the conversation ends, the parts close."""
+        self._stopped.set()
+
+    async def _close(self) -> None:
+        self._cancel_timer()
+        if self.playback is not None:
+            await self.playback.stop()
+        await self._close_session()
+        if self.mic is not None:
+            await self.mic.stop(keep=False)
+        if self.control is not None:
+            await self.control.close()
+        if self.camera is not None:
+            await self.camera.close()
+        self._close_hardware()
+        if self.capture is not None:
+            await self.capture.stop()
+        if self.playback is not None:
+            await self.playback.close()
+        for task in list(self._background):
+            task.cancel()
+
+    def post(self, item: Item) -> None:
+        """Put something in the inbox (from the loop's thread)."""
+        self.inbox.put_nowait(item)
+
+    # -- the loop ---------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            item = await self.inbox.get()
+            try:
+                await self._handle(item)
+            except Exception:
+                log.exception("handling %r failed", item)
+
+    async def _handle(self, item: Item) -> None:
+        if isinstance(item, _Live):
+            if item.session == self.session_no:
+                await self._on_live(item.event)
+        elif isinstance(item, _Connected):
+            if item.session == self.session_no:
+                await self._on_connected(item.error)
+        elif isinstance(item, _Device):
+            await self._on_device(item)
+        elif isinstance(item, _Call):
+            result = item.fn()
+            if asyncio.iscoroutine(result):
+                await result
+        else:
+            await self._feed(item)
+
+    async def _feed(self, event: state.Event) -> None:
+        transition = self.machine.handle(event)
+        if not transition.changed:
+            return
+        after = transition.after
+        log.info(
+            "%s",
+            transition,
+            extra=service.fields(state=after, session=str(self.session_no), turn=self.turn_no),
+        )
+        if transition.before != after:
+            if self.leds is not None:
+                self.leds.show(after)
+            self.notifier.status(self._status_line())
+            if self.on_state is not None:
+                self.on_state(after)
+        for action in transition.actions:
+            await self._do(action)
+
+    def _status_line(self) -> str:
+        line: str = self.machine.state
+        if self.machine.state == "error" and self.last_error:
+            line += f": {self.last_error}"
+        return line
+
+    # -- actions ----------------------------------------------------------------------
+
+    async def _do(self, action: state.Action) -> None:
+        match action:
+            case state.OpenSession():
+                self._open_session()
+            case state.CloseSession():
+                await self._close_session()
+            case state.KeepMic(preroll=preroll):
+                assert self.mic is not None
+                await self.mic.keep(preroll)
+            case state.StreamMic(live=live, preroll=preroll, delay_ms=delay):
+                assert self.mic is not None
+                if self._live is not None:
+                    await self.mic.stream(
+                        self._live.send_audio, live=live, preroll=preroll, delay_ms=delay
+                    )
+            case state.StopMic(keep=keep):
+                assert self.mic is not None
+                await self.mic.stop(keep)
+            case state.ActivityStart():
+                if self._live is not None:
+                    self._live.activity_start()
+            case state.ActivityEnd():
+                if self._live is not None:
+                    self._live.activity_end()
+            case state.SendText(text=text, verbatim=verbatim):
+                if self._live is not None:
+                    self._live.send_text(VERBATIM + text if verbatim else text)
+            case state.StopPlayback():
+                self._reply_started = False
+                if self._drain_task is not None:
+                    self._drain_task.cancel()
+                    self._drain_task = None
+                if self.playback is not None:
+                    await self.playback.stop()
+            case state.Earcon(name=name):
+                self._play_earcon(name)
+            case state.ArmTimeout(seconds=seconds):
+                self._cancel_timer()
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(seconds, self.post, state.Timeout())
+            case state.CancelTimeout():
+                self._cancel_timer()
+            case state.Camera(on=on):
+                await self._camera(on)
+            case state.Capture(on=on):
+                assert self.capture is not None
+                await (self.capture.start() if on else self.capture.stop())
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _play_earcon(self, name: str) -> None:
+        known = {"muted": "done", "unmuted": "wake"}.get(name, name)
+        if self.playback is None or known not in self.earcons.enabled:
+            return
+        self._spawn(self.earcons.play(self.playback, known))  # type: ignore[arg-type]
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # -- the Live session -------------------------------------------------------------
+
+    def _open_session(self) -> None:
+        self.session_no += 1
+        self.counters["conversations"] += 1
+        self._end_after_reply = False
+        number = self.session_no
+        if self.api_key is None:
+            self.post(
+                _Connected(
+                    number,
+                    LiveError(
+                        "no Gemini API key: put it in /etc/appliance/gemini-api-key "
+                        "(or GEMINI_API_KEY) and restart the appliance"
+                    ),
+                )
+            )
+            return
+        cfg = self.config
+        declarations = []
+        if cfg.behaviour.tools:
+            camera_on_request = self.camera is not None and cfg.camera.mode == "on_request"
+            declarations = [t.declaration for t in tools.available(camera_on_request)]
+        client = LiveClient(
+            cfg.live,
+            self.api_key,
+            automatic_activity_detection=cfg.behaviour.mode == "toggle",
+            function_declarations=declarations,
+            resumption_handle=self.handles.load(),
+            on_resumption_handle=self.handles.save,
+        )
+        self._live = client
+        self._track(self._connect(number, client))
+
+    def _track(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._live_tasks.add(task)
+        task.add_done_callback(self._live_tasks.discard)
+
+    async def _connect(self, number: int, client: LiveClient) -> None:
+        try:
+            await client.connect()
+        except LiveError as exc:
+            self.post(_Connected(number, exc))
+            return
+        self.post(_Connected(number, None))
+        async for event in client.events():
+            self.post(_Live(number, event))
+
+    async def _on_connected(self, error: LiveError | None) -> None:
+        if error is None:
+            await self._feed(state.SessionReady())
+            return
+        self.last_error = error.message
+        await self._close_session()
+        await self._feed(
+            state.Fatal(error.message) if error.fatal else state.Offline(error.message)
+        )
+
+    async def _close_session(self) -> None:
+        client, self._live = self._live, None
+        for task in list(self._live_tasks):
+            task.cancel()
+        await self._camera(False)
+        if client is None:
+            return
+        await client.close()
+        tally = self.usage.end_conversation()
+        if tally.turns:
+            log.info(
+                "conversation %d used %s",
+                self.session_no,
+                tally.summary(),
+                extra=service.fields(session=str(self.session_no)),
+            )
+        if self.config.behaviour.remember_s <= 0:
+            self.handles.forget()
+        self._notify_listeners(None)
+
+    async def _on_live(self, event: ev.LiveEvent) -> None:
+        match event:
+            case ev.AudioChunk(pcm=pcm, received_ns=received):
+                if not self._reply_started:
+                    self._reply_started = True
+                    await self._feed(state.ReplyStarted())
+                if self.machine.state == "speaking" and self.playback is not None:
+                    self.playback.enqueue(pcm, received)
+            case ev.Transcript(role=role, text=text):
+                if self.config.logging.transcripts:
+                    log.info(
+                        "%s: %s",
+                        role,
+                        text,
+                        extra=service.fields(session=str(self.session_no), turn=self.turn_no),
+                    )
+                for listener in self._listeners:
+                    listener.put_nowait((role, text))
+                if role == "user":
+                    await self._feed(state.UserSpeech())
+            case ev.Interrupted():
+                self.counters["interruptions"] += 1
+                self._reply_started = False
+                await self._feed(state.Interrupted())
+            case ev.TurnComplete(usage=usage):
+                self.turn_no += 1
+                self.counters["turns"] += 1
+                self._reply_started = False
+                if usage is not None:
+                    self.usage.add(usage)
+                await self._feed(state.TurnComplete())
+                if self.machine.state == "speaking":
+                    self._drain_task = asyncio.create_task(self._drain())
+                self._notify_listeners(None)
+                if self._end_after_reply and self.machine.state != "speaking":
+                    await self._feed(state.Stop())
+            case ev.ToolCall(calls=calls):
+                self._track(self._run_tools(calls))
+            case ev.ToolCallCancelled():
+                pass
+            case ev.SessionLost(reason=reason):
+                await self._feed(state.SessionLost(reason))
+            case ev.SessionResumed():
+                await self._feed(state.SessionResumed())
+            case ev.Offline(reason=reason):
+                self.last_error = reason
+                await self._feed(state.Offline(reason))
+            case ev.FatalError(message=message):
+                self.last_error = message
+                await self._feed(state.Fatal(message))
+
+    async def _drain(self) -> None:
+        assert self.playback is not None
+        if await self.playback.drain():
+            self.post(state.PlaybackDrained())
+            if self._end_after_reply:
+                self.post(state.Stop())
+
+    async def _run_tools(self, calls: tuple[ev.FunctionCall, ...]) -> None:
+        answers = []
+        for call in calls:
+            answer = await tools.run_call(_ToolContext(self), call.name, call.args)
+            log.info("tool %s(%s) -> %s", call.name, call.args, answer)
+            answers.append((call.id, call.name, answer))
+        if self._live is not None:
+            self._live.send_tool_response(answers)
+
+    # -- camera -----------------------------------------------------------------------
+
+    async def _camera(self, on: bool) -> None:
+        if self.camera is None:
+            return
+        if on and self._camera_task is None and self._live is not None:
+            await self.camera.start()
+            self._camera_task = asyncio.create_task(self._stream_frames(self._live))
+        elif not on and self._camera_task is not None:
+            self._camera_task.cancel()
+            self._camera_task = None
+            await self.camera.stop()
+
+    async def _stream_frames(self, client: LiveClient) -> None:
+        async for frame in self.camera.frames():
+            client.send_video(frame.jpeg)
+
+    # -- devices and button -------------------------------------------------------------
+
+    def _device_callback(self, name: str) -> Callable[..., None]:
+        def changed(device_state: DeviceState, error: Exception | None = None) -> None:
+            self.post(_Device(name, device_state, str(error) if error else None))
+
+        return changed
+
+    async def _on_device(self, item: _Device) -> None:
+        if item.state in (DeviceState.MISSING, DeviceState.BUSY):
+            self.last_error = item.message or f"the {item.name} is {item.state}"
+            log.error("%s", self.last_error)
+            await self._feed(state.Fatal(self.last_error))
+        elif item.state == DeviceState.OK and self.machine.state == "error":
+            self.last_error = None
+            await self._feed(state.Reset())
+
+    def _on_button(self, event: Any) -> None:
+        gesture, action = str(event.gesture), str(event.action)
+        if self.config.behaviour.mode == "hold":
+            mapped: state.Event | None = None
+            if gesture in ("down", "up"):
+                mapped = state.Press() if gesture == "down" else state.Release()
+        else:
+            mapped = self._action_event(action)
+        if mapped is not None:
+            self.post(mapped)
+
+    def _action_event(self, action: str) -> state.Event | None:
+        if action == "talk":
+            return state.Press()
+        if action == "stop":
+            return state.Stop()
+        if action == "mute":
+            return state.Mute(on=self.machine.state != "muted")
+        return None
+
+    # -- control socket -----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        capture, playback = self.capture, self.playback
+        return {
+            "state": self.machine.state,
+            "session": self.session_no,
+            "turn": self.turn_no,
+            "connected": self._live is not None,
+            "last_error": self.last_error,
+            "volume": self.volume.percent if self.volume else None,
+            "counters": {
+                **self.counters,
+                "mic_bytes_sent": self.mic.sent_bytes if self.mic else 0,
+                "capture_overruns": capture.overruns.total if capture else 0,
+                "playback_underruns": playback.underruns.total if playback else 0,
+            },
+            "tokens": {
+                "conversation": self.usage.conversation.as_dict(),
+                "today": self.usage.day.as_dict(),
+            },
+        }
+
+    async def transcript_of_next_turn(self, item: state.Event) -> AsyncIterator[tuple[str, str]]:
+        """Post `item` and yield the transcript lines until the turn ends."""
+        queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+        self._listeners.append(queue)
+        try:
+            self.post(item)
+            while (line := await queue.get()) is not None:
+                yield line
+        finally:
+            self._listeners.remove(queue)
+
+    def _notify_listeners(self, line: tuple[str, str] | None) -> None:
+        for listener in self._listeners:
+            listener.put_nowait(line)
+
+    # -- reload -----------------------------------------------------------------------
+
+    async def reload(self) -> None:
+        """SIGHUP: read the config again; a bad file is reported and the old one kept."""
+        path = self.config_path
+        try:
+            new = config_mod.load(path)
+        except config_mod.ConfigError as exc:
+            log.error("config not reloaded, keeping the running one: %s", exc)
+            return
+        self.post(_Call(lambda: self._apply(new)))
+
+    async def _apply(self, new: Config) -> None:
+        old, self.config = self.config, new
+        self.machine.policy = state.Policy.from_config(new)
+        self.handles.remember_s = new.behaviour.remember_s
+        self.earcons = Earcons(new.audio.earcons)
+        logging.getLogger().setLevel(new.logging.level.upper())
+        if (old.button, old.leds, old.camera) != (new.button, new.leds, new.camera):
+            self._close_hardware()
+            if self.camera is not None:
+                await self.camera.close()
+            self._open_hardware()
+        if old.audio != new.audio:
+            log.warning("[audio] changes take effect after `systemctl restart appliance`")
+        log.info("config reloaded from %s", self.config_path or config_mod.DEFAULT_PATH)
+        if self.machine.state in ("error", "offline"):
+            await self._feed(state.Reset())
+
+
+class _ControlHandler:
+    """The control socket's verbs, as inbox items."""
+
+    def __init__(self, app: Appliance) -> None:
+        self.app = app
+
+    async def talk(self) -> None:
+        self.app.post(state.Press())
+
+    async def stop(self) -> None:
+        self.app.post(state.Stop())
+
+    async def mute(self, on: bool) -> None:
+        self.app.post(state.Mute(on=on))
+
+    async def status(self) -> dict[str, Any]:
+        return self.app.status()
+
+    def ask(self, text: str) -> AsyncIterator[tuple[str, str]]:
+        return self._turn(state.Ask(text))
+
+    def say(self, text: str) -> AsyncIterator[tuple[str, str]]:
+        return self._turn(state.Ask(text, verbatim=True))
+
+    async def _turn(self, item: state.Ask) -> AsyncIterator[tuple[str, str]]:
+        if not item.text.strip():
+            raise RequestError("nothing to send: the text is empty")
+        if self.app.machine.state == "muted":
+            raise RequestError("the appliance is muted: `appliance mute off` first")
+        async for line in self.app.transcript_of_next_turn(item):
+            yield line
+
+
+class _ToolContext:
+    def __init__(self, app: Appliance) -> None:
+        self.app = app
+
+    def get_volume(self) -> int:
+        return self.app.volume.percent if self.app.volume else 0
+
+    def set_volume(self, percent: int) -> int:
+        return self.app.volume.set(percent) if self.app.volume else 0
+
+    def end_conversation(self) -> None:
+        self.app._end_after_reply = True
+
+    async def look(self) -> bytes | None:
+        camera, live = self.app.camera, self.app._live
+        if camera is None or live is None:
+            return None
+        await camera.start()
+        try:
+            frame = await camera.capture_frame()
+        finally:
+            await camera.stop()
+        live.send_video(frame.jpeg)
+        return bytes(frame.jpeg)
+
+
+def run_service(config: Config, config_path: Path | None, level: str | None = None) -> int:
+    """`appliance run`: the systemd service's main."""
+    service.setup_logging(level or config.logging.level)
+    try:
+        found = config_mod.find_api_key(config)
+    except config_mod.ConfigError as exc:
+        log.error("%s", exc)
+        return service.EX_CONFIG
+    if found is None:
+        log.warning(
+            "no Gemini API key (systemd credential gemini-api-key, [live] api_key_file or "
+            "GEMINI_API_KEY): conversations will fail until one is set"
+        )
+    else:
+        log.info("API key from %s", found[1])
+
+    async def main() -> int:
+        app = Appliance(config, api_key=found[0] if found else None, config_path=config_path)
+        service.install_signal_handlers(app.notifier, app.shutdown, app.reload)
+        started = time.monotonic()
+        code = await app.run()
+        log.info("stopped after %.0f s", time.monotonic() - started)
+        return code
+
+    return asyncio.run(main())

@@ -1,0 +1,144 @@
+"""Functions the model may call, run on the device: volume, time, stop, look.
+
+Each tool is a declaration the Live session is set up with (JSON schema) and a handler
+that returns the JSON answer. Handlers get what they need through `ToolContext`, a small
+interface the daemon implements, so they can be tested without audio or a camera.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class ToolContext(Protocol):
+    """What tools may touch."""
+
+    def get_volume(self) -> int: ...
+
+    def set_volume(self, percent: int) -> int: ...
+
+    def end_conversation(self) -> None: ...
+
+    async def look(self) -> bytes | None:
+        """A JPEG from the camera, or None when there is none."""
+        ...
+
+
+Handler = Callable[[ToolContext, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    declaration: dict[str, Any]
+    handler: Handler
+
+
+async def _get_volume(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    return {"volume_percent": ctx.get_volume()}
+
+
+async def _set_volume(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    if "percent" in args:
+        target = int(args["percent"])
+    elif "change" in args:
+        target = ctx.get_volume() + int(args["change"])
+    else:
+        return {"error": "give `percent` (0-100) or `change` (e.g. +10 or -10)"}
+    return {"volume_percent": ctx.set_volume(target)}
+
+
+async def _local_time(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    now = datetime.datetime.now().astimezone()
+    return {
+        "iso": now.isoformat(timespec="seconds"),
+        "weekday": now.strftime("%A"),
+        "timezone": now.tzname() or "",
+    }
+
+
+async def _end_conversation(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    ctx.end_conversation()
+    return {"result": "the conversation ends after this reply"}
+
+
+async def _look(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
+    jpeg = await ctx.look()
+    if jpeg is None:
+        return {"error": "no camera is available"}
+    # The frame goes to the model as a video frame of the session; this answer only
+    # confirms it. (Function responses carry JSON, not images.)
+    return {"result": "a camera frame was sent as video input", "jpeg_bytes": len(jpeg)}
+
+
+_OBJECT = "OBJECT"
+
+TOOLS: dict[str, Tool] = {
+    "get_volume": Tool(
+        {"name": "get_volume", "description": "The speaker volume in percent."},
+        _get_volume,
+    ),
+    "set_volume": Tool(
+        {
+            "name": "set_volume",
+            "description": "Set the speaker volume: an absolute percent, or a change.",
+            "parameters": {
+                "type": _OBJECT,
+                "properties": {
+                    "percent": {"type": "INTEGER", "description": "0 to 100"},
+                    "change": {"type": "INTEGER", "description": "e.g. 10 or -10"},
+                },
+            },
+        },
+        _set_volume,
+    ),
+    "get_local_time": Tool(
+        {
+            "name": "get_local_time",
+            "description": "The device's local date, time, weekday and time zone.",
+        },
+        _local_time,
+    ),
+    "end_conversation": Tool(
+        {
+            "name": "end_conversation",
+            "description": "Stop listening once this reply is spoken, when the user is done.",
+        },
+        _end_conversation,
+    ),
+    "look": Tool(
+        {
+            "name": "look",
+            "description": "Take a photo with the device's camera to see what the user shows.",
+        },
+        _look,
+    ),
+}
+
+
+def available(camera_on_request: bool) -> list[Tool]:
+    """The tools to declare; `look` only with a camera in `on_request` mode."""
+    return [t for name, t in TOOLS.items() if name != "look" or camera_on_request]
+
+
+async def run_call(ctx: ToolContext, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Run one call; errors become an `error` answer the model can speak about."""
+    tool = TOOLS.get(name)
+    if tool is None:
+        return {"error": f"unknown function {name!r}"}
+    try:
+        return await tool.handler(ctx, args)
+    except Exception as exc:  # a broken tool must not end the conversation
+        log.exception("tool %s failed", name)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def jpeg_summary(jpeg: bytes) -> str:
+    """A short, loggable stand-in for an image (never the image itself)."""
+    return f"<jpeg {len(jpeg)} bytes, {base64.b64encode(jpeg[:6]).decode()}...>"

@@ -1,0 +1,249 @@
+"""The appliance end to end: real daemon, real ALSA (paced JACK rig), the Live emulator
+over TLS with the real SDK, gpiozero mock pins. Speech goes in at the rig's microphone;
+the reply is recorded at the rig's speaker; the emulator's record says what left the
+device and when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from appliance.daemon.control import ControlClient
+from appliance.live.emulator import Emulator, Reply, Scenario
+from tests.rig.appliance import Running, running_appliance, speech_48k
+from tests.rig.emulator import tone
+from tests.rig.gpio import mock_pins
+from tests.rig.jack import JackAudio
+
+pytestmark = [pytest.mark.jack, pytest.mark.timeout(90)]
+
+REPLY_HZ = 610  # does not repeat every JACK period (see test-rig.md)
+
+
+def reply_pcm(seconds: float) -> bytes:
+    return tone(REPLY_HZ, int(seconds * 1000))
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    scenario = Scenario(
+        think_ms=50, realtime_factor=2.0, use_espeak=False, default_reply=Reply(pcm=reply_pcm(1))
+    )
+    async with Emulator(scenario) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def pins() -> Iterator[MockFactory]:
+    with mock_pins() as factory:
+        yield factory
+
+
+def dominant_hz(blocks: Any, rate: int = 48000) -> float:
+    signal = np.concatenate(list(blocks)) if len(blocks) else np.zeros(1)
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    return float(np.argmax(spectrum) * rate / len(signal))
+
+
+def played_blocks(jack: JackAudio) -> Any:
+    """Recorded speaker blocks that carry new sound (jack plugin repeats excluded)."""
+    frames, blocks = jack.rig.blocks()
+    loud = set(jack.rig.sound_frames().tolist())
+    return [b for f, b in zip(frames, blocks, strict=True) if f in loud]
+
+
+def control(r: Running) -> ControlClient:
+    assert r.app.control is not None
+    return ControlClient(r.app.control.path)
+
+
+async def call(fn: Any, *args: Any) -> Any:
+    return await asyncio.to_thread(fn, *args)
+
+
+async def test_toggle_conversation_press_speak_reply_then_silence_timeout(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        # Idle with someone talking in the room: nothing leaves the device.
+        jack_audio.rig.play(speech_48k())
+        await asyncio.sleep(1.0)
+        assert emu.connections == [] and emu.received_audio() == b""
+
+        await call(control(r).talk)
+        await r.wait_state("listening")
+        jack_audio.rig.play(speech_48k())
+        speaking = await r.wait_state("speaking")
+        back = await r.wait_state("listening", after=speaking)
+        await r.wait_state("idle", after=back)  # the 3 s silence timeout ends it
+
+        played = played_blocks(jack_audio)
+        assert len(played) * 480 / 48000 == pytest.approx(1.0, abs=0.15)  # the whole reply
+        assert dominant_hz(played) == pytest.approx(REPLY_HZ, abs=5)  # at the right rate
+        heard = emu.received_audio()
+        assert len(heard) / 32000 > 1.0  # the speech (16 kHz mono) reached the service
+        status = r.app.status()
+        assert status["counters"]["turns"] == 1
+        assert status["tokens"]["today"]["total"] > 0
+        assert len(emu.connections) == 1
+        # The session is closed at the end of the conversation.
+        async with asyncio.timeout(5):
+            while r.app._live is not None or emu.connections[0].close_code is None:
+                await asyncio.sleep(0.05)
+
+
+async def test_first_word_is_not_clipped_by_the_press(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        # The user starts talking and presses at the same moment: the pre-roll (300 ms)
+        # and the audio captured while the session connects are sent, in order.
+        speech = speech_48k()
+        jack_audio.rig.play(speech)
+        await asyncio.sleep(0.25)
+        await call(control(r).talk)
+        await r.wait_state("speaking")
+        heard = np.frombuffer(emu.received_audio(), dtype="<i2").astype(np.float32) / 32768
+        voice = speech[: int(48000 * 1.4)][::3]  # the voice at 16 kHz
+        # The emulator got the beginning of the utterance: its first loud sample comes
+        # no later than the voice's own first loud sample.
+        first_heard = int(np.argmax(np.abs(heard) > 0.05))
+        first_voice = int(np.argmax(np.abs(voice) > 0.05))
+        assert np.abs(heard).max() > 0.05
+        assert first_heard <= first_voice + 1600  # within 100 ms of where speech starts
+
+
+async def test_barge_in_by_press_stops_the_speaker_at_once(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    emu.scenario.default_reply = Reply(pcm=reply_pcm(4.0))
+    emu.scenario.realtime_factor = 1.0
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        await call(control(r).talk)
+        await r.wait_state("listening")
+        jack_audio.rig.play(speech_48k())
+        speaking = await r.wait_state("speaking")
+        await asyncio.sleep(0.8)
+        await call(control(r).talk)  # barge-in
+        await r.wait_state("listening", after=speaking)
+        await asyncio.sleep(0.5)
+        seconds = len(played_blocks(jack_audio)) * 480 / 48000
+        assert 0.3 < seconds < 2.0  # cut well short of the 4 s reply
+
+
+async def test_server_interruption_stops_the_speaker_in_full_duplex(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    emu.scenario.default_reply = Reply(pcm=reply_pcm(4.0))
+    emu.scenario.realtime_factor = 1.0
+    async with running_appliance(jack_audio, emu, tmp_path, behaviour={"duplex": "full"}) as r:
+        await call(control(r).talk)
+        await r.wait_state("listening")
+        jack_audio.rig.play(speech_48k())
+        speaking = await r.wait_state("speaking")
+        await asyncio.sleep(0.6)
+        jack_audio.rig.play(speech_48k())  # the user talks over the reply
+        await r.wait_state("listening", after=speaking)
+        await asyncio.sleep(0.5)
+        assert emu.connections[0].interruptions == 1
+        assert r.app.status()["counters"]["interruptions"] == 1
+        seconds = len(played_blocks(jack_audio)) * 480 / 48000
+        assert seconds < 3.0
+
+
+async def test_half_duplex_sends_no_mic_audio_while_the_reply_plays(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    emu.scenario.default_reply = Reply(pcm=reply_pcm(2.0))
+    emu.scenario.realtime_factor = 1.0
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        await call(control(r).talk)
+        await r.wait_state("listening")
+        jack_audio.rig.play(speech_48k())
+        speaking = await r.wait_state("speaking")
+        started = time.monotonic_ns()
+        jack_audio.rig.play(speech_48k(), loop=True)  # the speaker's echo in the room
+        await r.wait_state("listening", after=speaking)
+        ended = time.monotonic_ns()
+        jack_audio.rig.play([])
+        during = [
+            rec for rec in emu.recorder.of("audio") if started + 100_000_000 < rec.t_ns < ended
+        ]
+        assert during == []
+        assert emu.connections[0].interruptions == 0
+
+
+async def test_hold_to_talk_with_the_button(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, pins: MockFactory
+) -> None:
+    sections = {"behaviour": {"mode": "hold"}, "button": {"pin": 17}}
+    async with running_appliance(jack_audio, emu, tmp_path, **sections) as r:
+        button = pins.pin(17)
+        button.drive_low()  # pressed (pull-up wiring)
+        await r.wait_state("listening")
+        jack_audio.rig.play(speech_48k(0.1))
+        await asyncio.sleep(1.6)
+        button.drive_high()  # released: the turn ends
+        await r.wait_state("thinking")
+        speaking = await r.wait_state("speaking")
+        await r.wait_state("idle", after=speaking)  # hold mode: one turn, then the end
+        kinds = [rec.kind for rec in emu.records if rec.kind != "setup"]
+        assert kinds[0] == "activity_start" and "activity_end" in kinds
+        assert kinds.index("activity_end") > kinds.index("audio")
+        setup = emu.connections[0].setup
+        assert setup is not None and setup.automatic_activity_detection is False
+        assert dominant_hz(played_blocks(jack_audio)) == pytest.approx(REPLY_HZ, abs=5)
+
+
+async def test_muted_sends_nothing_and_closes_the_microphone(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        await call(control(r).mute, True)
+        await r.wait_state("muted")
+        jack_audio.rig.play(speech_48k(), loop=True)
+        await call(control(r).talk)  # a press while muted only chimes
+        await asyncio.sleep(1.0)
+        assert r.app.machine.state == "muted"
+        assert emu.connections == [] and emu.received_audio() == b""
+        assert r.app.capture is not None and r.app.capture.state == "stopped"
+        await call(control(r).mute, False)
+        await r.wait_state("idle", after=1)
+
+
+async def test_ask_prints_the_spoken_answer_and_status_counts_tokens(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    emu.scenario.default_reply = Reply(text="It is noon.", pcm=reply_pcm(0.5))
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        lines = await call(lambda: list(control(r).ask("what time is it")))
+        assert "".join(t for role, t in lines if role == "model").split() == ["It", "is", "noon."]
+        await r.wait_state("idle", after=1)
+        status = await call(control(r).status)
+        assert status["counters"]["turns"] == 1 and status["tokens"]["today"]["total"] > 0
+        (turn,) = emu.recorder.of("client_content")
+        assert "what time is it" in str(turn.message)
+        assert emu.received_audio() == b""  # a typed turn never opens the microphone
+
+
+async def test_next_press_continues_the_conversation_with_the_kept_handle(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        await call(lambda: list(control(r).ask("remember the number seven")))
+        await r.wait_state("idle", after=1)
+    # A new daemon (a restart) with the same state directory.
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        await call(lambda: list(control(r).ask("which number?")))
+        await r.wait_state("idle", after=1)
+    assert emu.connections[1].resumed_from is not None
+    conv = emu.connections[1].conversation
+    assert conv is not None and conv.turns == 2
