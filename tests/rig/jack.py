@@ -1,25 +1,14 @@
-"""The paced audio rig: a JACK dummy server and a client that plays "mic" and records "spk".
+"""The paced audio rig for tests: the package's virtual sound card, as pytest fixtures.
 
-`JackServer` runs `jackd -n NAME -d dummy` (unique name per instance, always stopped,
-even on failure). `RigClient` is the test's own JACK client, named `rig`: its output
-port `mic` plays a signal sample by sample (what the appliance's microphone hears) and
-its input port `spk` records what the appliance played, block by block, with each
-block's frame number on the JACK clock. Both ends are thus measured on one clock.
-
-Artefact of the alsa jack plugin (shared/notes/test-rig.md): after drop()/drain() the
-plugin's port repeats its last block until written again, so `RigClient.sound_frames`
-counts a block identical to the one before it as silence; test signals must therefore
-not repeat exactly every JACK period (610 Hz is safe, 600 Hz is not).
+`appliance.demo.room` has the JACK dummy server and the room client (in its own
+process) that plays "mic" and records "spk"; this module names the client `rig`,
+wires ALSA devices `rigmic` / `rigspk` to it, and shares one server per test session
+(libjack allows one server per process).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,307 +17,11 @@ from typing import Any
 
 import pytest
 
+from appliance.demo.room import BLOCK, RATE, JackServer, jack_available
+from appliance.demo.room import RoomClient as RigClient
 from tests.rig.alsa import AlsaRig
 
-RATE = 48_000
-BLOCK = 480  # frames per JACK period: 10 ms
-
-
-def jack_available() -> str | None:
-    """None if the rig can run here, else why not (for pytest.skip)."""
-    if shutil.which("jackd") is None:
-        return "jackd is not installed (apt-get install jackd2 libasound2-plugins)"
-    if not any(
-        os.path.exists(p)
-        for p in (
-            "/usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_jack.so",
-            "/usr/lib/aarch64-linux-gnu/alsa-lib/libasound_module_pcm_jack.so",
-        )
-    ):
-        return "the alsa jack plugin is missing (apt-get install libasound2-plugins)"
-    try:
-        import jack  # noqa: F401
-    except Exception as exc:  # OSError when libjack is missing
-        return f"JACK-Client cannot load: {exc}"
-    return None
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the process that started jackd dies (even by a
-    crash or SIGKILL), so a failed test run leaves no server behind. Linux only."""
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
-
-
-class JackServer:
-    """One jackd with the dummy backend (paced by a timer, no sound card)."""
-
-    def __init__(self, name: str | None = None, rate: int = RATE, block: int = BLOCK) -> None:
-        self.name = name or f"rig-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.rate = rate
-        self.block = block
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout_s: float = 10.0) -> None:
-        import jack
-
-        cmd = ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy",
-               "-r", str(self.rate), "-p", str(self.block), "-C", "2", "-P", "2"]  # fmt: skip
-        self._proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                raise RuntimeError(f"jackd {self.name} exited: {err[-500:]}")
-            try:
-                probe = jack.Client("probe", servername=self.name, no_start_server=True)
-                probe.close()
-                return
-            except jack.JackError as exc:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(
-                        f"jackd {self.name} did not come up in {timeout_s} s"
-                    ) from exc
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        if proc.stderr:
-            proc.stderr.close()
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @contextmanager
-    def environment(self) -> Iterator[None]:
-        """Make this server the default for JACK clients (the alsa jack plugin too)."""
-        old = os.environ.get("JACK_DEFAULT_SERVER")
-        os.environ["JACK_DEFAULT_SERVER"] = self.name
-        try:
-            yield
-        finally:
-            if old is None:
-                os.environ.pop("JACK_DEFAULT_SERVER", None)
-            else:
-                os.environ["JACK_DEFAULT_SERVER"] = old
-
-
-class _RigCore:
-    """The JACK client itself: `mic` out (injected signal), `spk` in (recorded).
-
-    It runs in a child process (see `RigClient`): its process callback is Python and
-    needs the GIL, and pyalsaaudio holds the GIL while alsa-lib's jack plugin connects a
-    new client to the server, which waits for every client's callback. In one process
-    the two deadlock; in two they cannot.
-    """
-
-    def __init__(self, server: str, name: str, max_seconds: float) -> None:
-        import jack
-        import numpy as np
-
-        self._np = np
-        self.client = jack.Client(name, servername=server, no_start_server=True)
-        self.rate = self.client.samplerate
-        self.block = self.client.blocksize
-        self.mic = self.client.outports.register("mic")
-        self.spk = self.client.inports.register("spk")
-        self._signal: Any = np.zeros(0, dtype=np.float32)
-        self._signal_at = 0
-        self._loop_signal = False
-        nblocks = int(max_seconds * self.rate / self.block)
-        self._rec = np.zeros((nblocks, self.block), dtype=np.float32)
-        self._rec_frames = np.zeros(nblocks, dtype=np.int64)
-        self._rec_n = 0
-        self.recording = False
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-
-    # The JACK process thread: no allocation beyond numpy views, no locks held long.
-    def _process(self, frames: int) -> None:
-        now = self.client.last_frame_time
-        out = self.mic.get_array()
-        sig = self._signal
-        if len(sig):
-            pos = now - self._signal_at
-            if self._loop_signal:
-                idx = (pos + self._np.arange(frames)) % len(sig)
-                out[:] = sig[idx]
-            elif 0 <= pos < len(sig):
-                piece = sig[pos : pos + frames]
-                out[: len(piece)] = piece
-                out[len(piece) :] = 0
-            else:
-                out[:] = 0
-        else:
-            out[:] = 0
-        if self.recording and self._rec_n < len(self._rec) and frames == self.block:
-            self._rec[self._rec_n] = self.spk.get_array()
-            self._rec_frames[self._rec_n] = now
-            self._rec_n += 1
-
-    def frame_time(self) -> int:
-        return int(self.client.frame_time)
-
-    def play(self, signal: Any, loop: bool, at_frame: int | None) -> int:
-        start = self.frame_time() + self.block if at_frame is None else at_frame
-        self._loop_signal = loop
-        self._signal_at = start
-        self._signal = self._np.asarray(signal, dtype=self._np.float32)
-        return start
-
-    def start_recording(self) -> None:
-        self._rec_n = 0
-        self.recording = True
-
-    def stop_recording(self) -> None:
-        self.recording = False
-
-    def blocks(self) -> tuple[Any, Any]:
-        n = self._rec_n
-        return self._rec_frames[:n].copy(), self._rec[:n].copy()
-
-    def close(self) -> None:
-        try:
-            self.client.deactivate()
-        finally:
-            self.client.close()
-
-
-def _rig_main(conn: Any, server: str, name: str, max_seconds: float) -> None:
-    """The rig process: serve `(method, args)` requests until `close`."""
-    _die_with_parent()
-    try:
-        core = _RigCore(server, name, max_seconds)
-    except Exception as exc:
-        conn.send(("error", repr(exc)))
-        return
-    conn.send(("ok", (core.rate, core.block)))
-    try:
-        while True:
-            try:
-                method, args = conn.recv()
-            except EOFError:  # the test process went away
-                break
-            if method == "close":
-                break
-            try:
-                conn.send(("ok", getattr(core, method)(*args)))
-            except Exception as exc:
-                conn.send(("error", repr(exc)))
-    finally:
-        core.close()
-        with contextlib.suppress(OSError):
-            conn.send(("ok", None))
-
-
-class RigClient:
-    """The test's JACK client, `mic` out and `spk` in, run in a child process.
-
-    The methods are those of an in-process client; each is one request to the child.
-    """
-
-    def __init__(self, server: str, name: str = "rig", max_seconds: float = 120.0) -> None:
-        import multiprocessing
-
-        import numpy as np
-
-        self._np = np
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(
-            target=_rig_main, args=(child, server, name, max_seconds), daemon=True
-        )
-        self._proc.start()
-        child.close()
-        self.rate, self.block = self._reply(timeout=20)
-
-    def _reply(self, timeout: float = 10.0) -> Any:
-        if not self._conn.poll(timeout):
-            raise RuntimeError("the JACK rig client did not answer")
-        status, value = self._conn.recv()
-        if status != "ok":
-            raise RuntimeError(f"the JACK rig client failed: {value}")
-        return value
-
-    def _call(self, method: str, *args: Any) -> Any:
-        self._conn.send((method, args))
-        return self._reply()
-
-    @property
-    def frame_time(self) -> int:
-        """The JACK clock now (frames)."""
-        return int(self._call("frame_time"))
-
-    def play(self, signal: Any, *, loop: bool = False, at_frame: int | None = None) -> int:
-        """Inject `signal` (float32, -1..1, at the server rate) into `mic`; returns its start."""
-        return int(self._call("play", self._np.asarray(signal, self._np.float32), loop, at_frame))
-
-    def start_recording(self) -> None:
-        self._call("start_recording")
-
-    def stop_recording(self) -> None:
-        self._call("stop_recording")
-
-    def blocks(self) -> tuple[Any, Any]:
-        """(frame number of each recorded block, the blocks) so far."""
-        frames, blocks = self._call("blocks")
-        return frames, blocks
-
-    def sound_frames(self, threshold: float = 1e-4) -> Any:
-        """Frame numbers of recorded blocks that carry new sound.
-
-        A block that is silent, or identical to the one before it (the jack plugin
-        repeating its last block after a drop), does not count.
-        """
-        np = self._np
-        frames, blocks = self.blocks()
-        if not len(blocks):
-            return frames
-        loud = np.abs(blocks).max(axis=1) > threshold
-        repeat = np.zeros(len(blocks), dtype=bool)
-        repeat[1:] = np.all(blocks[1:] == blocks[:-1], axis=1)
-        return frames[loud & ~repeat]
-
-    def last_sound_frame(self, threshold: float = 1e-4) -> int | None:
-        """The JACK frame just after the last block of new sound (None: no sound)."""
-        frames = self.sound_frames(threshold)
-        return int(frames[-1]) + self.block if len(frames) else None
-
-    def connect_alsa(self) -> None:
-        """No-op: the alsa jack plugin connects itself to `rig:mic` / `rig:spk`."""
-
-    def close(self) -> None:
-        if not self._proc.is_alive():
-            return
-        try:
-            self._conn.send(("close", ()))
-            self._reply()
-        except (OSError, EOFError, RuntimeError):
-            pass
-        self._proc.join(5)
-        if self._proc.is_alive():
-            self._proc.kill()
-            self._proc.join(5)
-        self._conn.close()
+__all__ = ["BLOCK", "RATE", "JackAudio", "JackServer", "RigClient", "jack_available"]
 
 
 def tone(hz: float, seconds: float, rate: int = RATE, level: float = 0.5) -> Any:
@@ -374,7 +67,7 @@ class JackAudio:
         self.server.stop()
         time.sleep(down_s)
         self.server.start()
-        self.rig = RigClient(self.server.name)
+        self.rig = RigClient(self.server.name, name="rig")
 
     def kill_server(self) -> None:
         """Stop the server and the rig client; `revive_server()` brings both back."""
@@ -383,7 +76,7 @@ class JackAudio:
 
     def revive_server(self) -> None:
         self.server.start()
-        self.rig = RigClient(self.server.name)
+        self.rig = RigClient(self.server.name, name="rig")
 
     def reset(self) -> None:
         self.rig.stop_recording()
