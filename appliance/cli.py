@@ -55,21 +55,34 @@ def _parser() -> argparse.ArgumentParser:
     emulator.set_defaults(handler=emulator_cli.run)
 
     demo = verbs.add_parser(
-        "demo", help="talk once through the Live client (local emulator when no API key)"
+        "demo",
+        help="run the appliance here: keyboard as button, terminal as LEDs, "
+        "local emulator when no API key",
     )
     demo.add_argument("--config", type=Path, help="config file (default: built-in defaults)")
+    demo.add_argument(
+        "--audio",
+        choices=["auto", "room", "default"],
+        default="auto",
+        help="room: a virtual sound card; default: ALSA's default devices; "
+        "auto: default if there is a sound card, else room",
+    )
     demo.add_argument(
         "--wav",
         type=Path,
         default=Path("/usr/share/sounds/alsa/Front_Center.wav"),
-        help="what the user says: a WAV file (default: a voice that ships with alsa-utils)",
-    )
-    demo.add_argument("--turns", type=int, default=2, help="how many times to say it")
-    demo.add_argument(
-        "--out", type=Path, default=Path("demo-reply.wav"), help="where to write the reply"
+        help="what the virtual room says into the microphone (16-bit WAV)",
     )
     demo.add_argument(
-        "--play", metavar="DEVICE", help="also play the reply on this ALSA device (aplay -L)"
+        "--out",
+        type=Path,
+        default=Path("demo-reply.wav"),
+        help="where the virtual room's recording of the speaker goes",
+    )
+    mode = demo.add_mutually_exclusive_group()
+    mode.add_argument("--interactive", action="store_true", default=None, help="wait for keys")
+    mode.add_argument(
+        "--script", dest="interactive", action="store_false", help="one scripted conversation"
     )
     demo.set_defaults(handler=_demo)
 
@@ -213,7 +226,7 @@ def _print_status(status: dict[str, object], *, as_json: bool) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from appliance import config
-    from appliance.demo import run_demo
+    from appliance.demo import DemoOptions, run_demo
 
     try:
         cfg = config.load(args.config) if args.config else config.Config()
@@ -221,11 +234,7 @@ def _demo(args: argparse.Namespace) -> int:
     except config.ConfigError as exc:
         print(exc, file=sys.stderr)
         return EX_CONFIG
-    return run_demo(
-        cfg,
-        api_key=found[0] if found else None,
-        wav=args.wav,
-        turns=args.turns,
-        out=args.out,
-        play_device=args.play,
+    options = DemoOptions(
+        audio=args.audio, wav=args.wav, out=args.out, interactive=args.interactive
     )
+    return run_demo(cfg, found[0] if found else None, options)

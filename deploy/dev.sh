@@ -17,6 +17,8 @@ what=${1:-setup}
 # tools the tests drive for real: alsa-lib's plugins, JACK's dummy backend, sox, espeak-ng.
 run_packages=(python3 python3-venv python3-dev gcc pkg-config libasound2-dev libsystemd-dev
   alsa-utils libasound2-plugins)
+# The demo's virtual sound card (JACK dummy backend) and the emulator's voice.
+demo_packages=(jackd2 espeak-ng)
 test_packages=(jackd2 libjack-jackd2-dev sox espeak-ng systemd-container debootstrap)
 
 as_root() {
@@ -58,8 +60,8 @@ setup_venv() {
 
 case "$what" in
   demo)
-    install_apt "${run_packages[@]}"
-    setup_venv run .
+    install_apt "${run_packages[@]}" "${demo_packages[@]}"
+    setup_venv demo ".[demo]"
     exec .venv/bin/appliance demo "$@"
     ;;
   test)

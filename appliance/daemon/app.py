@@ -88,6 +88,7 @@ class Appliance:
         environ: dict[str, str] | None = None,
         notifier: service.Notifier | None = None,
         on_state: Callable[[str], None] | None = None,
+        on_transcript: Callable[[str, str], None] | None = None,
     ) -> None:
         env = dict(os.environ if environ is None else environ)
         self.config = config
@@ -99,6 +100,7 @@ class Appliance:
         self.env = env
         self.notifier = notifier or service.Notifier(env)
         self.on_state = on_state
+        self.on_transcript = on_transcript
         self.machine = state.StateMachine(state.Policy.from_config(config))
         self.inbox: asyncio.Queue[Item] = asyncio.Queue()
         self.handles = HandleStore(self.state_dir, config.behaviour.remember_s)
@@ -115,6 +117,8 @@ class Appliance:
         self._reply_started = False
         self._listeners: list[asyncio.Queue[tuple[str, str] | None]] = []
         self._stopped = asyncio.Event()
+        self.ready = asyncio.Event()
+        """Set once the parts are open and READY=1 was sent."""
         self._camera_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         # Parts, built in start().
@@ -150,6 +154,7 @@ class Appliance:
         await self.control.start()
         self.notifier.ready(status=self._status_line())
         self.notifier.start_watchdog()
+        self.ready.set()
         log.info(
             "ready: mode %s, mic %s, speaker %s, control %s",
             cfg.behaviour.mode,
@@ -429,6 +434,8 @@ class Appliance:
                         text,
                         extra=service.fields(session=str(self.session_no), turn=self.turn_no),
                     )
+                if self.on_transcript is not None:
+                    self.on_transcript(role, text)
                 for listener in self._listeners:
                     listener.put_nowait((role, text))
                 if role == "user":

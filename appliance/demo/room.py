@@ -74,6 +74,10 @@ class JackServer:
     def start(self, timeout_s: float = 10.0) -> None:
         import jack
 
+        # Probing a server that is still starting makes libjack print "Cannot connect to
+        # server socket" on stderr for every try: keep that out of the terminal.
+        jack.set_error_function(lambda message: None)
+
         cmd = ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy",
                "-r", str(self.rate), "-p", str(self.block), "-C", "2", "-P", "2"]  # fmt: skip
         self._proc = subprocess.Popen(

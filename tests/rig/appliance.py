@@ -108,11 +108,11 @@ async def running_appliance(
     running = Running(app, emu, jack, states=[app.machine.state])
     task = asyncio.create_task(app.run())
     try:
+        ready = asyncio.create_task(app.ready.wait())
         async with asyncio.timeout(15):
-            while app.control is None or app.control._server is None:
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
+            await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            task.result()  # start() failed: raise its error
         yield running
     finally:
         app.shutdown()
