@@ -17,7 +17,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from appliance.daemon.control import ControlClient
-from appliance.live.emulator import Emulator, Reply, Scenario
+from appliance.live.emulator import Emulator, Reply, Scenario, ToolCallSpec
 from tests.rig.appliance import Running, running_appliance, speech_48k
 from tests.rig.emulator import tone
 from tests.rig.gpio import mock_pins
@@ -247,3 +247,49 @@ async def test_next_press_continues_the_conversation_with_the_kept_handle(
     assert emu.connections[1].resumed_from is not None
     conv = emu.connections[1].conversation
     assert conv is not None and conv.turns == 2
+
+
+async def test_the_model_sets_the_volume_through_a_tool_call(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    emu.scenario.default_reply = Reply(
+        tool_call=ToolCallSpec("set_volume", {"percent": 35}),
+        after_tool=Reply(text="Volume set.", pcm=reply_pcm(0.3)),
+    )
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        lines = await call(lambda: list(control(r).ask("turn it down to 35")))
+        assert "Volume set." in "".join(t for role, t in lines if role == "model")
+        assert r.app.status()["volume"] == 35
+        (response,) = emu.recorder.of("tool_response")
+        assert "'volume_percent': 35" in str(response.message)
+        setup = emu.connections[0].setup
+        assert setup is not None
+        assert set(setup.function_names) >= {"set_volume", "get_local_time", "end_conversation"}
+        assert "look" not in setup.function_names  # no camera here
+    # The volume persists across restarts.
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        assert r.app.status()["volume"] == 35
+
+
+async def test_reload_keeps_the_running_config_when_the_new_file_is_bad(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    conf = tmp_path / "config.toml"
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        r.app.config_path = conf
+        conf.write_text("[behaviour]\nmode = 'push'\n")
+        await r.app.reload()
+        assert f"{conf}: behaviour.mode: Input should be 'toggle' or 'hold'" in caplog.text
+        assert r.app.config.behaviour.mode == "toggle"
+        conf.write_text(
+            "[behaviour]\nmode = 'hold'\n"
+            + "[audio]\n"
+            + f"capture_device = '{jack_audio.capture_device}'\n"
+            + f"playback_device = '{jack_audio.playback_device}'\n"
+            + f"[live]\nendpoint = '{emu.base_url}'\nca_file = '{emu.ca_file}'\n"
+        )
+        await r.app.reload()
+        async with asyncio.timeout(5):
+            while r.app.config.behaviour.mode != "hold":
+                await asyncio.sleep(0.02)
+        assert r.app.machine.policy.mode == "hold"
