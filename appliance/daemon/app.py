@@ -89,6 +89,7 @@ class Appliance:
         notifier: service.Notifier | None = None,
         on_state: Callable[[str], None] | None = None,
         on_transcript: Callable[[str, str], None] | None = None,
+        picamera2_class: type | None = None,
     ) -> None:
         env = dict(os.environ if environ is None else environ)
         self.config = config
@@ -101,6 +102,8 @@ class Appliance:
         self.notifier = notifier or service.Notifier(env)
         self.on_state = on_state
         self.on_transcript = on_transcript
+        self._picamera2_class = picamera2_class
+        """Stands in for `picamera2.Picamera2` (the test rig's camera that makes JPEGs)."""
         self.machine = state.StateMachine(state.Policy.from_config(config))
         self.inbox: asyncio.Queue[Item] = asyncio.Queue()
         self.handles = HandleStore(self.state_dir, config.behaviour.remember_s)
@@ -173,7 +176,9 @@ class Appliance:
         self.leds = open_leds(cfg.leds)
         self.leds.show(self.machine.state)
         self.button = open_button(cfg.button, mode=cfg.behaviour.mode, on_event=self._on_button)
-        self.camera = open_camera(cfg.camera, on_active=self.leds.camera_active)
+        self.camera = open_camera(
+            cfg.camera, on_active=self.leds.camera_active, picamera2_class=self._picamera2_class
+        )
 
     def _close_hardware(self) -> None:
         if self.button is not None:

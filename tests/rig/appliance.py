@@ -93,9 +93,17 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_appliance(
-    jack: JackAudio, emu: Emulator, tmp: Path, **sections: dict[str, Any]
+    jack: JackAudio,
+    emu: Emulator,
+    tmp: Path,
+    *,
+    picamera2_class: type | None = None,
+    **sections: dict[str, Any],
 ) -> AsyncIterator[Running]:
-    """The daemon, started in this loop, with the rig's devices; always shut down."""
+    """The daemon, started in this loop, with the rig's devices; always shut down.
+
+    `sections` are config tables merged over the rig's; `picamera2_class` stands in for
+    the camera (tests/rig/frames.py)."""
     cfg = appliance_config(jack, emu, tmp, **sections)
     running: Running
     app = Appliance(
@@ -104,6 +112,7 @@ async def running_appliance(
         state_dir=tmp / "state",
         environ={},
         on_state=lambda s: running.record(s),
+        picamera2_class=picamera2_class,
     )
     running = Running(app, emu, jack, states=[app.machine.state])
     task = asyncio.create_task(app.run())

@@ -7,6 +7,7 @@ device and when.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,9 +18,11 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from appliance.daemon.control import ControlClient
+from appliance.hardware.camera import jpeg_size
 from appliance.live.emulator import Emulator, Reply, Scenario, ToolCallSpec
 from tests.rig.appliance import Running, running_appliance, speech_48k
 from tests.rig.emulator import tone
+from tests.rig.frames import fake_picamera2
 from tests.rig.gpio import mock_pins
 from tests.rig.jack import JackAudio
 
@@ -293,3 +296,50 @@ async def test_reload_keeps_the_running_config_when_the_new_file_is_bad(
             while r.app.config.behaviour.mode != "hold":
                 await asyncio.sleep(0.02)
         assert r.app.machine.policy.mode == "hold"
+
+
+async def test_camera_streams_frames_only_during_a_conversation(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, pins: MockFactory
+) -> None:
+    camera = fake_picamera2()
+    sections = {"camera": {"enabled": True, "mode": "stream", "max_size": 512}}
+    async with running_appliance(
+        jack_audio, emu, tmp_path, picamera2_class=camera, **sections
+    ) as r:
+        await asyncio.sleep(1.0)
+        assert camera.captures == []  # idle: the camera is not even started
+        await call(control(r).talk)
+        await r.wait_state("listening")
+        jack_audio.rig.play(speech_48k())
+        speaking = await r.wait_state("speaking")
+        await r.wait_state("idle", after=speaking)
+        taken = len(camera.captures)
+        await asyncio.sleep(1.5)
+        assert len(camera.captures) == taken  # nothing after the conversation
+    frames = emu.recorder.of("video")
+    assert frames and emu.connections[0].video_frames == len(frames)
+    for frame in frames:
+        assert frame.data is not None and frame.mime_type == "image/jpeg"
+        assert max(jpeg_size(frame.data)) <= 512
+    gaps = [b.t_ns - a.t_ns for a, b in itertools.pairwise(frames)]
+    assert all(gap >= 0.9e9 for gap in gaps)  # at most one frame a second
+
+
+async def test_the_model_looks_through_the_camera_on_request(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, pins: MockFactory
+) -> None:
+    camera = fake_picamera2()
+    emu.scenario.default_reply = Reply(
+        tool_call=ToolCallSpec("look"), after_tool=Reply(text="A gradient.", pcm=reply_pcm(0.3))
+    )
+    sections = {"camera": {"enabled": True, "mode": "on_request"}}
+    async with running_appliance(
+        jack_audio, emu, tmp_path, picamera2_class=camera, **sections
+    ) as r:
+        lines = await call(lambda: list(control(r).ask("what do you see?")))
+        assert "A gradient." in "".join(t for role, t in lines if role == "model")
+    setup = emu.connections[0].setup
+    assert setup is not None and "look" in setup.function_names
+    (frame,) = emu.recorder.of("video")
+    assert frame.data is not None and max(jpeg_size(frame.data)) <= 768
+    assert len(camera.captures) == 1
