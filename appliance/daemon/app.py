@@ -110,6 +110,7 @@ class Appliance:
         self.usage = UsageBook(self.state_dir)
         self.counters: dict[str, int] = {"conversations": 0, "turns": 0, "interruptions": 0}
         self.last_error: str | None = None
+        self._device_problems: dict[str, str] = {}
         self.session_no = 0
         self.turn_no = 0
         self._live: LiveClient | None = None
@@ -518,13 +519,17 @@ class Appliance:
         return changed
 
     async def _on_device(self, item: _Device) -> None:
-        if item.state in (DeviceState.MISSING, DeviceState.BUSY):
-            self.last_error = item.message or f"the {item.name} is {item.state}"
-            log.error("%s", self.last_error)
-            await self._feed(state.Fatal(self.last_error))
-        elif item.state == DeviceState.OK and self.machine.state == "error":
-            self.last_error = None
-            await self._feed(state.Reset())
+        """A device that is missing, busy or failed shows `error` until every one is back."""
+        if item.state in (DeviceState.MISSING, DeviceState.BUSY, DeviceState.FAILED):
+            message = item.message or f"the {item.name} is {item.state}"
+            self._device_problems[item.name] = message
+            self.last_error = message
+            await self._feed(state.Fatal(message))
+        elif item.state == DeviceState.OK and item.name in self._device_problems:
+            del self._device_problems[item.name]
+            if not self._device_problems and self.machine.state == "error":
+                self.last_error = None
+                await self._feed(state.Reset())
 
     def _on_button(self, event: Any) -> None:
         gesture, action = str(event.gesture), str(event.action)

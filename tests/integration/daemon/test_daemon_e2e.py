@@ -343,3 +343,17 @@ async def test_the_model_looks_through_the_camera_on_request(
     (frame,) = emu.recorder.of("video")
     assert frame.data is not None and max(jpeg_size(frame.data)) <= 768
     assert len(camera.captures) == 1
+
+
+async def test_a_missing_microphone_is_named_and_the_daemon_keeps_running(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    sections = {"audio": {"capture_device": "nosuchmic"}}
+    async with running_appliance(jack_audio, emu, tmp_path, **sections) as r:
+        await r.wait_state("error")
+        status = await call(control(r).status)
+        assert "nosuchmic" in status["last_error"] and "arecord -L" in status["last_error"]
+        # The rest still works: a typed question is answered through the speaker.
+        lines = await call(lambda: list(control(r).ask("are you there?")))
+        assert any(role == "model" for role, _ in lines)
+        assert played_blocks(jack_audio)
