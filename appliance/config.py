@@ -185,6 +185,7 @@ class LedsConfig(_Section):
     power_pin: int | None = Field(None, ge=0, le=53)
     """GPIO that switches the APA102 supply on (GPIO 12 on the ReSpeaker 2-mic HAT)."""
     brightness: float = Field(0.5, ge=0, le=1)
+    """APA102 global brightness; single and RGB LEDs use each state's `level`."""
     fps: int = Field(30, ge=1, le=120)
     states: dict[str, LedPattern] = Field(default_factory=_default_led_patterns)
 
