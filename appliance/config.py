@@ -32,9 +32,6 @@ API_KEY_CREDENTIAL = "gemini-api-key"
 
 DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 
-State = Literal[
-    "idle", "connecting", "listening", "thinking", "speaking", "muted", "offline", "error"
-]
 LED_STATES: tuple[str, ...] = (
     "idle",
     "connecting",
@@ -46,7 +43,8 @@ LED_STATES: tuple[str, ...] = (
     "error",
     "camera",
 )
-"""The states the LEDs can show; `camera` is shown on top while frames are being sent."""
+"""The states the LEDs can show: the daemon's states (`appliance.daemon.state.STATES`)
+and `camera`, shown on top while frames are being sent."""
 
 
 class _Section(BaseModel):

@@ -207,3 +207,10 @@ def test_check_verb_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().err.strip() == (
         f"{bad}: button.pin: Input should be less than or equal to 53 (got 99)"
     )
+
+
+def test_every_daemon_state_has_an_led_pattern() -> None:
+    from appliance.daemon.state import STATES
+
+    assert config.LED_STATES == (*STATES, "camera")
+    assert set(config.LedsConfig().states) == set(config.LED_STATES)
