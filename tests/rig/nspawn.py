@@ -263,12 +263,8 @@ class Container:
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run a command inside the container (all its namespaces), as root."""
-        if self.pid1 is None:
-            raise RuntimeError("the container is not running")
-        cmd = ["nsenter", "-t", str(self.pid1), "-m", "-u", "-i", "-n", "-p", "-r", "-w"]
-        cmd += ["env", "-i", f"PATH={CONTAINER_PATH}", "LANG=C.UTF-8", *argv]
         result = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout, input=input, check=False
+            self._enter(argv), capture_output=True, text=True, timeout=timeout, input=input
         )
         if check and result.returncode != 0:
             raise AssertionError(
@@ -277,9 +273,51 @@ class Container:
             )
         return result
 
+    def _enter(self, argv: tuple[str, ...] | list[str]) -> list[str]:
+        """The host command line that runs `argv` inside the container, as root."""
+        if self.pid1 is None:
+            raise RuntimeError("the container is not running")
+        cmd = ["nsenter", "-t", str(self.pid1), "-m", "-u", "-i", "-n", "-p", "-r", "-w"]
+        return [*cmd, "env", "-i", f"PATH={CONTAINER_PATH}", "LANG=C.UTF-8", *argv]
+
     def write(self, path: str, text: str, mode: int = 0o644) -> None:
         """Create a file inside the container (from inside, so it lands in the overlay)."""
         self.run("install", "-D", "-m", f"{mode:o}", "/dev/stdin", path, input=text)
+
+    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Like `write`, for binary content (audio)."""
+        argv = ("install", "-D", "-m", f"{mode:o}", "/dev/stdin", path)
+        result = subprocess.run(self._enter(argv), input=data, capture_output=True, timeout=60)
+        if result.returncode != 0:
+            raise AssertionError(f"writing {path} failed: {result.stderr.decode(errors='replace')}")
+
+    def read_bytes(self, path: str) -> bytes:
+        """A file's bytes as seen inside the container (`cat` from inside: any mount)."""
+        result = subprocess.run(self._enter(("cat", "--", path)), capture_output=True, timeout=60)
+        if result.returncode != 0:
+            raise AssertionError(f"reading {path} failed: {result.stderr.decode(errors='replace')}")
+        return result.stdout
+
+    def cpu_ns(self, unit: str) -> int:
+        """CPU time a unit has used, in nanoseconds.
+
+        systemd's `CPUUsageNSec` when it can account (cgroup v2, or v1 with a writable
+        cpuacct controller); otherwise (nspawn on a cgroup v1 host mounts the controllers
+        read-only, so the property reads `[not set]`) the user+system time of the unit's
+        main process and its threads from /proc: the same number for a one-process
+        service, which every appliance unit is.
+        """
+        usage = self.run("systemctl", "show", unit, "--property=CPUUsageNSec", "--value")
+        if usage.stdout.strip().isdigit():
+            return int(usage.stdout)
+        pid = self.run("systemctl", "show", unit, "--property=MainPID", "--value").stdout.strip()
+        if pid in ("", "0"):
+            raise AssertionError(f"{unit} has no main process to measure")
+        stat = self.run("cat", f"/proc/{pid}/stat").stdout
+        fields = stat.rsplit(")", 1)[1].split()  # after "(comm)", which may hold spaces
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+        hz = int(self.run("getconf", "CLK_TCK").stdout)
+        return ticks * 1_000_000_000 // hz
 
     def console(self) -> str:
         self._console.seek(0)
