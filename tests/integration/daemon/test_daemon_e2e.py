@@ -106,9 +106,11 @@ async def test_toggle_conversation_press_speak_reply_then_silence_timeout(
 async def test_first_word_is_not_clipped_by_the_press(
     jack_audio: JackAudio, emu: Emulator, tmp_path: Path
 ) -> None:
-    async with running_appliance(jack_audio, emu, tmp_path) as r:
-        # The user starts talking and presses at the same moment: the pre-roll (300 ms)
-        # and the audio captured while the session connects are sent, in order.
+    # A pre-roll longer than the default 300 ms keeps the test true on a loaded machine,
+    # where the press may reach the daemon later than the 250 ms asked for.
+    async with running_appliance(jack_audio, emu, tmp_path, audio={"preroll_ms": 1000}) as r:
+        # The user starts talking and presses at the same moment: the pre-roll and the
+        # audio captured while the session connects are sent, in order.
         speech = speech_48k()
         jack_audio.rig.play(speech)
         await asyncio.sleep(0.25)
@@ -177,9 +179,9 @@ async def test_half_duplex_sends_no_mic_audio_while_the_reply_plays(
         await r.wait_state("listening", after=speaking)
         ended = time.monotonic_ns()
         jack_audio.rig.play([])
-        during = [
-            rec for rec in emu.recorder.of("audio") if started + 100_000_000 < rec.t_ns < ended
-        ]
+        # Audio captured before the reply may still be on its way for a moment.
+        grace_ns = 500_000_000
+        during = [rec for rec in emu.recorder.of("audio") if started + grace_ns < rec.t_ns < ended]
         assert during == []
         assert emu.connections[0].interruptions == 0
 
