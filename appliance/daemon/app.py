@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -34,8 +35,14 @@ from appliance.daemon.control import ControlServer, RequestError, socket_path
 from appliance.daemon.conversation import MicPump
 from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.live import events as ev
-from appliance.live.client import LiveClient
 from appliance.live.errors import LiveError
+
+if TYPE_CHECKING:
+    from appliance.live.client import LiveClient
+
+LIVE_CLIENT_MODULE = "appliance.live.client"
+"""Imported after READY=1, in the background: the google-genai SDK takes seconds to
+import on a Pi Zero 2 W, which should neither delay start-up nor the first press."""
 
 log = logging.getLogger("appliance")
 
@@ -159,6 +166,7 @@ class Appliance:
         self.notifier.ready(status=self._status_line())
         self.notifier.start_watchdog()
         self.ready.set()
+        self._spawn(asyncio.to_thread(importlib.import_module, LIVE_CLIENT_MODULE))
         log.info(
             "ready: mode %s, mic %s, speaker %s, control %s",
             cfg.behaviour.mode,
@@ -363,6 +371,8 @@ class Appliance:
                 )
             )
             return
+        from appliance.live.client import LiveClient
+
         cfg = self.config
         declarations = []
         if cfg.behaviour.tools:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import Any
 
-from google.genai import errors as genai_errors
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 
@@ -43,6 +43,9 @@ KEY_HELP = (
 
 def classify(exc: BaseException, *, model: str) -> LiveError:
     """Map an exception from connect/send/receive to a fatal or passing LiveError."""
+    # Imported here: this module is imported at start-up, the SDK only when a session is.
+    from google.genai import errors as genai_errors
+
     if isinstance(exc, LiveError):
         return exc
     if isinstance(exc, genai_errors.APIError):
@@ -74,7 +77,8 @@ def classify(exc: BaseException, *, model: str) -> LiveError:
     return LiveUnavailableError(f"Live session failed: {type(exc).__name__}: {exc}")
 
 
-def _reason(exc: genai_errors.APIError) -> str:
+def _reason(exc: Any) -> str:
+    """The close reason the SDK put in an APIError's details."""
     details = exc.details
     if isinstance(details, dict):
         return str(details.get("message") or details)
