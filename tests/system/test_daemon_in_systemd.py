@@ -101,9 +101,10 @@ class StatusLog:
         return status
 
     def wait(self, wanted: str, timeout_s: float = 30.0) -> None:
-        wait_until(
-            f"StatusText={wanted} (seen {self.seen})", lambda: self.now() == wanted, timeout_s
-        )
+        try:
+            wait_until(f"StatusText={wanted}", lambda: self.now() == wanted, timeout_s)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; seen {self.seen}") from None
 
 
 def appliance(box: Container, *args: str, check: bool = True) -> str:
@@ -111,6 +112,8 @@ def appliance(box: Container, *args: str, check: bool = True) -> str:
 
 
 def write_config(box: Container, emu: ThreadedEmulator, extra: str = "") -> None:
+    """The rig's config.toml (root:appliance 0640, as install.sh makes it); `extra` goes
+    under [behaviour]."""
     box.write(
         CONFIG,
         f"""# the test rig: the host's emulator, the FIFO microphone, the file speaker
