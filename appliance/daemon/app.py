@@ -126,6 +126,8 @@ class Appliance:
         self._drain_task: asyncio.Task[None] | None = None
         self._end_after_reply = False
         self._reply_started = False
+        self._said: tuple[str, str] | None = None
+        """Transcript text of the side speaking now, logged once it is done."""
         self._listeners: list[asyncio.Queue[tuple[str, str] | None]] = []
         self._stopped = asyncio.Event()
         self.ready = asyncio.Event()
@@ -415,6 +417,7 @@ class Appliance:
         )
 
     async def _close_session(self) -> None:
+        self._log_said()
         client, self._live = self._live, None
         for task in list(self._live_tasks):
             task.cancel()
@@ -443,13 +446,9 @@ class Appliance:
                 if self.machine.state == "speaking" and self.playback is not None:
                     self.playback.enqueue(pcm, received)
             case ev.Transcript(role=role, text=text):
-                if self.config.logging.transcripts:
-                    log.info(
-                        "%s: %s",
-                        role,
-                        text,
-                        extra=service.fields(session=str(self.session_no), turn=self.turn_no),
-                    )
+                if self._said and self._said[0] != role:
+                    self._log_said()
+                self._said = (role, (self._said[1] if self._said else "") + text)
                 if self.on_transcript is not None:
                     self.on_transcript(role, text)
                 for listener in self._listeners:
@@ -457,10 +456,12 @@ class Appliance:
                 if role == "user":
                     await self._feed(state.UserSpeech())
             case ev.Interrupted():
+                self._log_said()
                 self.counters["interruptions"] += 1
                 self._reply_started = False
                 await self._feed(state.Interrupted())
             case ev.TurnComplete(usage=usage):
+                self._log_said()
                 self.turn_no += 1
                 self.counters["turns"] += 1
                 self._reply_started = False
@@ -486,6 +487,16 @@ class Appliance:
             case ev.FatalError(message=message):
                 self.last_error = message
                 await self._feed(state.Fatal(message))
+
+    def _log_said(self) -> None:
+        """Log what one side said as one line: transcripts arrive a few words at a time."""
+        said, self._said = self._said, None
+        if said is not None and self.config.logging.transcripts:
+            log.info(
+                "%s: %s",
+                *said,
+                extra=service.fields(session=str(self.session_no), turn=self.turn_no),
+            )
 
     async def _drain(self) -> None:
         assert self.playback is not None

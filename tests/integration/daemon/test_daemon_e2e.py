@@ -225,8 +225,9 @@ async def test_muted_sends_nothing_and_closes_the_microphone(
 
 
 async def test_ask_prints_the_spoken_answer_and_status_counts_tokens(
-    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="appliance")
     emu.scenario.default_reply = Reply(text="It is noon.", pcm=reply_pcm(0.5))
     async with running_appliance(jack_audio, emu, tmp_path) as r:
         lines = await call(lambda: list(control(r).ask("what time is it")))
@@ -237,6 +238,9 @@ async def test_ask_prints_the_spoken_answer_and_status_counts_tokens(
         (turn,) = emu.recorder.of("client_content")
         assert "what time is it" in str(turn.message)
         assert emu.received_audio() == b""  # a typed turn never opens the microphone
+    # The journal gets each side's words as one line, not one line per fragment.
+    said = [r.getMessage() for r in caplog.records if r.name == "appliance" and ": " in r.msg]
+    assert "user: what time is it" in said and "model: It is noon." in said
 
 
 async def test_next_press_continues_the_conversation_with_the_kept_handle(
