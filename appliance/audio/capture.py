@@ -1,15 +1,27 @@
 """Always-running microphone capture: ALSA thread -> pre-roll ring and bounded hand-off.
 
-A dedicated thread waits for each period (20 ms by default) and reads it, so the asyncio
-loop never waits on the sound card. The thread blocks in `poll()` on the PCM's
-descriptors plus a wake pipe rather than inside a blocking `pcm.read()`: a device that
-stops delivering without an error (seen with the JACK plugin when its server dies)
-would otherwise hang the thread for good; with a poll timeout it is noticed, reported
-and reopened, and `stop()` returns at once. Each period is stamped, reduced to
-16 kHz mono S16_LE (channel pick and gain, in C via numpy when needed) and, under one
-short lock, appended to the pre-roll ring and to any open stream. Opening a stream
-snapshots the ring under the same lock, which is why a stream yields the pre-roll and
-then the live periods with no gap and no duplicate.
+A dedicated thread reads the PCM, so the asyncio loop never waits on the sound card.
+The PCM is non-blocking and the thread sleeps in `poll()` with a wake pipe rather than
+inside a blocking `pcm.read()`: a device that stops delivering without an error (seen
+with the JACK plugin when its server dies) would otherwise hang the thread for good;
+with a timeout it is noticed, reported and reopened, and `stop()` returns at once.
+
+Every wake-up of a Python thread costs far more CPU than the C calls it makes, so the
+thread paces itself on the period clock instead of on the device's descriptors: once it
+knows when a period completes, it sleeps until then (plus a little slack) and reads.
+Plugin devices signal their descriptors more often than once per period (the jack
+plugin on every JACK block, dsnoop on its own slave period); waiting on them costs a
+wake-up per signal, most of which find nothing to read. The descriptors are polled only
+to find the phase again (at start, and whenever a timed read finds nothing). While no
+stream is open the thread wakes once per `idle_batch` periods and reads them all at
+once: the ALSA buffer is sized to hold them with room to spare, and opening a stream
+wakes the thread to drain what ALSA holds before the first live period is delivered.
+
+Each period is stamped, reduced to 16 kHz mono S16_LE (channel pick and gain, in C via
+numpy when needed) and, under one short lock, appended to the pre-roll ring and to any
+open stream. Opening a stream snapshots the ring under the same lock, and ALSA's
+backlog follows it in order, which is why a stream yields the pre-roll and then the
+live periods with no gap and no duplicate.
 
 Privacy: the ring is only ever read by `open_stream()`; with no stream open, audio goes
 nowhere but into the ring, where it is overwritten.
@@ -63,7 +75,8 @@ class Period:
 
     pcm: bytes
     captured_ns: int
-    """time.monotonic_ns() right after pcm.read() returned."""
+    """time.monotonic_ns() right after pcm.read() returned; for periods read together
+    (a batch while idle, or a late wake-up) the last one's stamp minus a period each."""
     seq: int
     """Consecutive per Capture; a gap in a stream means periods were dropped."""
 
@@ -89,7 +102,8 @@ class CaptureStream:
         self._stamps = stamps
         self._waiter: asyncio.Future[None] | None = None
         self._closed = False
-        self._live_from = 0
+        self._live_from: int | None = 0
+        """First seq that counts as live (timed); None: after the next read batch."""
         self.dropped = 0
 
     # Called by the capture thread with Capture._lock held.
@@ -124,7 +138,7 @@ class CaptureStream:
                 waiter = self._loop.create_future()
                 self._waiter = waiter
             await waiter
-        if period.seq >= self._live_from:
+        if self._live_from is not None and period.seq >= self._live_from:
             self._stamps.capture_to_handoff.add(period.captured_ns, time.monotonic_ns())
         return period
 
@@ -165,16 +179,20 @@ class Capture:
         opener: CaptureOpener = open_alsa,
         retry_s: tuple[float, float] = (0.5, 10.0),
         periods: int = 4,
+        idle_batch: int = 5,
     ) -> None:
         self.device = config.capture_device
         self.period_frames = CAPTURE_RATE * config.period_ms // 1000
+        self._period_ns = config.period_ms * 1_000_000
+        self._idle_batch = max(1, idle_batch)
         self._spec = PcmSpec(
             device=config.capture_device,
             direction="capture",
             rate=CAPTURE_RATE,
             channels=config.capture_channels,
             period_frames=self.period_frames,
-            periods=periods,
+            # room for an idle batch and as much again: a late wake-up does not overrun
+            periods=max(periods, 2 * self._idle_batch + 2),
             nonblock=True,
         )
         self._channel = config.capture_channel
@@ -191,12 +209,14 @@ class Capture:
         self.periods_read = 0
         self._lock = threading.Lock()
         self._streams: list[CaptureStream] = []
+        self._batching = False  # the thread reads idle batches (set by it, under the lock)
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.stall_ms = max(1000, 10 * config.period_ms)
         """A device that delivers nothing for this long is treated as gone and reopened."""
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._partial = b""  # a short read's bytes, waiting for the rest of the period
 
     async def start(self) -> None:
         """Start the capture thread; returns at once (device faults show in `state`)."""
@@ -233,8 +253,15 @@ class Capture:
         stream = CaptureStream(loop, self._lock, bound, self.stamps)
         with self._lock:
             stream._queue.extend(self._ring)
-            stream._live_from = (self._ring[-1].seq + 1) if self._ring else self.periods_read
+            if self._batching:  # ALSA holds up to a batch of older audio: not live
+                stream._live_from = None
+            else:
+                stream._live_from = (self._ring[-1].seq + 1) if self._ring else self.periods_read
             self._streams.append(stream)
+            kick = self._batching
+        if kick:  # read what ALSA holds now, not at the end of the idle batch
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wake_w, b"!")
         try:
             yield stream
         finally:
@@ -283,13 +310,107 @@ class Capture:
                 self._stop.wait(backoff.next_delay())
 
     def _read_loop(self, pcm: CapturePcm) -> None:
+        waiter = PcmWaiter(pcm, self._wake_r)
+        if waiter.has_fds:
+            self._paced_loop(pcm, waiter)
+        else:
+            self._polled_loop(pcm, waiter)
+
+    def _stalled(self) -> DeviceStalledError:
+        return DeviceStalledError(self.device, "capture", f"no audio for {self.stall_ms} ms")
+
+    def _paced_loop(self, pcm: CapturePcm, waiter: PcmWaiter) -> None:
+        """Sleep until the next period (or idle batch) is due, then read all there is."""
         stop = self._stop
+        period_ns = self._period_ns
+        stall_ns = self.stall_ms * 1_000_000
+        held = _buffer_periods(pcm, self._spec.periods)
+        idle_batch = max(1, min(self._idle_batch, held // 2 - 1))
+        due: int | None = None  # when the next period completes; None: ask the device
+        self._partial = b""
+        last_data = time.monotonic_ns()
+        started = False  # a capture PCM starts on its first read, not before
+        while not stop.is_set():
+            batch = 1 if self._streams else idle_batch
+            if (batch > 1) != self._batching:
+                with self._lock:
+                    self._batching = batch > 1 and not self._streams
+            if not started:
+                started = True
+            elif due is None:
+                ready, woken, timed_out = waiter.wait(self.stall_ms)
+                if timed_out:
+                    raise self._stalled()
+                if not ready and not woken:
+                    continue  # a plugin's sub-period signal
+            else:
+                delay_ns = due + (batch - 1) * period_ns + _SLACK_NS - time.monotonic_ns()
+                if delay_ns > 0:
+                    waiter.wait(delay_ns / 1e6, pcm=False)
+            got, drained = self._read_available(pcm, held + 1)
+            now = time.monotonic_ns()
+            if got:
+                last_data = now
+            elif now - last_data > stall_ns:
+                raise self._stalled()
+            if due is None and got:
+                due = now + period_ns  # woken by the device: the phase is now
+            elif due is not None and got and drained and (got <= batch or batch > 1):
+                due += got * period_ns
+                if due < now:  # fell behind the clock (a long stall): find the phase again
+                    due = None
+            else:  # nothing where a period was due, or a backlog: find the phase again
+                due = None
+
+    def _read_available(self, pcm: CapturePcm, limit: int) -> tuple[int, bool]:
+        """Read whole periods until ALSA has none (or `limit`); (periods, ALSA drained)."""
+        period_bytes = self._spec.period_bytes
+        got: list[bytes] = []
+        drained = False
+        partial = self._partial
+        for _ in range(2 * limit):
+            frames, data = pcm.read()
+            if frames < 0:
+                self.overruns.record()
+                continue
+            if frames == 0:
+                drained = True
+                break
+            if partial or len(data) < period_bytes:  # rare: a short read; make whole periods
+                partial += data
+                if len(partial) < period_bytes:
+                    continue
+                data, partial = partial[:period_bytes], partial[period_bytes:]
+            got.append(data)
+            if len(got) >= limit:
+                break
+        self._partial = partial
+        if got:
+            self._deliver(got, time.monotonic_ns())
+        return len(got), drained
+
+    def _deliver(self, datas: list[bytes], now: int) -> None:
+        """Convert, stamp and hand on periods read together; the last one read at `now`."""
         channels, channel, gain = self._spec.channels, self._channel, self._gain
-        ring, streams, lock = self._ring, self._streams, self._lock
+        last = len(datas) - 1
+        pcms = [dsp.apply_gain(dsp.pick_channel(d, channels, channel), gain) for d in datas]
+        self.overruns.tick()
+        with self._lock:
+            for i, data in enumerate(pcms):
+                period = Period(data, now - (last - i) * self._period_ns, self.periods_read)
+                self.periods_read += 1
+                self._ring.append(period)
+                for stream in self._streams:
+                    stream._push(period)
+            for stream in self._streams:
+                if stream._live_from is None:
+                    stream._live_from = self.periods_read
+
+    def _polled_loop(self, pcm: CapturePcm, waiter: PcmWaiter) -> None:
+        """A PCM without descriptors (a test double): read, and poll gently when empty."""
+        stop = self._stop
         overruns = self.overruns
         period_bytes = self._spec.period_bytes
-        waiter = PcmWaiter(pcm, self._wake_r)
-        wait_ms = self.stall_ms if waiter.has_fds else 2
         partial = b""
         quiet_since = time.monotonic_ns()
         while not stop.is_set():
@@ -299,11 +420,9 @@ class Capture:
                 if frames < 0:
                     overruns.record()
                     continue
-                _, _, timed_out = waiter.wait(wait_ms)
-                if (timed_out and waiter.has_fds) or now - quiet_since > self.stall_ms * 1e6:
-                    raise DeviceStalledError(
-                        self.device, "capture", f"no audio for {self.stall_ms} ms"
-                    )
+                waiter.wait(2)
+                if now - quiet_since > self.stall_ms * 1e6:
+                    raise self._stalled()
                 continue
             quiet_since = now
             if partial or len(data) < period_bytes:  # rare: a short read; make whole periods
@@ -311,17 +430,22 @@ class Capture:
                 if len(partial) < period_bytes:
                     continue
                 data, partial = partial[:period_bytes], partial[period_bytes:]
-            overruns.tick()
-            data = dsp.apply_gain(dsp.pick_channel(data, channels, channel), gain)
-            with lock:
-                period = Period(data, now, self.periods_read)
-                self.periods_read += 1
-                ring.append(period)
-                for stream in streams:
-                    stream._push(period)
-            if waiter.has_fds:  # wait before reading again: saves a read that says EAGAIN
-                _, _, timed_out = waiter.wait(wait_ms)
-                if timed_out:
-                    raise DeviceStalledError(
-                        self.device, "capture", f"no audio for {self.stall_ms} ms"
-                    )
+            self._deliver([data], now)
+
+
+_SLACK_NS = 1_500_000
+"""How long after a period is due the thread reads it: a device's period completes on
+its own clock, a little after the monotonic estimate now and then; reading too early
+costs a resync (a wake-up on the descriptors)."""
+
+
+def _buffer_periods(pcm: CapturePcm, asked: int) -> int:
+    """The periods the device's buffer really holds (it may give fewer than asked)."""
+    info = getattr(pcm, "info", None)
+    if info is None:
+        return asked
+    try:
+        got = int(info().get("periods", asked))
+    except Exception:  # the hardware reported something odd: trust the request
+        return asked
+    return max(2, got)
