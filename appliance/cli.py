@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check(args: argparse.Namespace) -> int:
     from appliance import config
+    from appliance.hardware import pinmap
 
     path = args.path or Path(os.environ.get("APPLIANCE_CONFIG") or config.DEFAULT_PATH)
     try:
@@ -128,14 +129,6 @@ def _check(args: argparse.Namespace) -> int:
     except config.ConfigError as exc:
         print(exc, file=sys.stderr)
         return EX_CONFIG
-    print(f"{path}: OK")
-    print(f"board: {cfg.board}")
-    from appliance.hardware import pinmap
-
-    for line in pinmap.describe(cfg):
-        print(f"  {line}")
-    print(f"model: {cfg.live.model}")
-    print(f"API key: {'from ' + found[1] if found else 'none (the demo uses the local emulator)'}")
     problems = [f"{path}: {c}" for c in pinmap.conflicts(cfg)]
     if cfg.camera.enabled:
         from appliance.hardware.camera import CameraUnavailable, import_picamera2
@@ -143,10 +136,23 @@ def _check(args: argparse.Namespace) -> int:
         try:
             import_picamera2()
         except CameraUnavailable as exc:
-            problems.append(f"{path}: camera.enabled: {exc}")
-    for problem in problems:
-        print(problem, file=sys.stderr)
-    return EX_CONFIG if problems else EX_OK
+            problems.append(f"{path}: {exc}")
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return EX_CONFIG
+    print(f"{path}: OK")
+    print(f"board: {cfg.board}")
+    for line in pinmap.describe(cfg):
+        print(f"  {line}")
+    print(f"model: {cfg.live.model}")
+    if found:
+        print(f"API key: from {found[1]}")
+    else:
+        print(
+            "API key: none found; the service cannot talk to Gemini until one is in "
+            "/etc/appliance/gemini-api-key (`appliance demo` uses the local emulator)"
+        )
+    return EX_OK
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -68,6 +68,13 @@ class LiveConfig(_Section):
     """Base URL override, e.g. `https://127.0.0.1:8443` for the local emulator."""
     ca_file: Path | None = None
     """Extra CA certificate (PEM) to trust for `endpoint`, e.g. the emulator's."""
+
+    @model_validator(mode="after")
+    def _ca_file_exists(self) -> LiveConfig:
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"ca_file {str(self.ca_file)!r} does not exist (a PEM file)")
+        return self
+
     api_version: str | None = None
     setup_timeout_s: float = Field(10.0, gt=0, le=120)
     reconnect_max_delay_s: float = Field(30.0, gt=0, le=3600)
@@ -228,6 +235,8 @@ class BehaviourConfig(_Section):
     mode: Literal["toggle", "hold"] = "toggle"
     conversation_timeout_s: float = Field(20.0, gt=0, le=3600)
     """In `toggle` mode, end the conversation after this long with nobody talking."""
+    reply_timeout_s: float = Field(30.0, gt=0, le=600)
+    """Give up (error chime) when the model has not started answering within this long."""
     duplex: Literal["half", "full"] = "half"
     """`half`: the mic is not sent while a reply plays (no echo canceller needed)."""
     half_duplex_tail_ms: int = Field(300, ge=0, le=3000)
@@ -398,7 +407,27 @@ def find_api_key(
         if key is not None:
             return key, f"file {file}"
     value = env.get("GEMINI_API_KEY", "").strip()
-    return (SecretStr(value), "environment variable GEMINI_API_KEY") if value else None
+    if not value:
+        return None
+    return _checked(
+        value, "environment variable GEMINI_API_KEY"
+    ), "environment variable GEMINI_API_KEY"
+
+
+MIN_KEY_LENGTH = 8
+"""Gemini API keys are 39 characters; anything this short is a placeholder or a typo."""
+
+
+def _checked(value: str, source: str | Path) -> SecretStr:
+    if len(value) < MIN_KEY_LENGTH or any(c.isspace() for c in value):
+        raise ConfigError(
+            source,
+            [
+                "this is not a Gemini API key (too short or with spaces); put the key from "
+                "https://aistudio.google.com/apikey there, on one line"
+            ],
+        )
+    return SecretStr(value)
 
 
 def _read_key(file: Path) -> SecretStr | None:
@@ -406,4 +435,4 @@ def _read_key(file: Path) -> SecretStr | None:
         value = file.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(file, [f"cannot read the API key file: {exc.strerror}"]) from None
-    return SecretStr(value) if value else None
+    return _checked(value, file) if value else None

@@ -35,7 +35,7 @@ from appliance.daemon.control import ControlServer, RequestError, socket_path
 from appliance.daemon.conversation import MicPump
 from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.live import events as ev
-from appliance.live.errors import LiveError
+from appliance.live.errors import LiveError, LiveFatalError
 
 if TYPE_CHECKING:
     from appliance.live.client import LiveClient
@@ -122,10 +122,13 @@ class Appliance:
         self.turn_no = 0
         self._live: LiveClient | None = None
         self._live_tasks: set[asyncio.Task[Any]] = set()
+        self._tool_tasks: dict[str, asyncio.Task[Any]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._drain_task: asyncio.Task[None] | None = None
         self._end_after_reply = False
         self._reply_started = False
+        self._discard_reply = False
+        """The user cut the reply short: drop its remaining chunks until it ends."""
         self._said: tuple[str, str] | None = None
         """Transcript text of the side speaking now, logged once it is done."""
         self._listeners: list[asyncio.Queue[tuple[str, str] | None]] = []
@@ -199,14 +202,16 @@ class Appliance:
 
     async def run(self) -> int:
         """Start, then handle the inbox until `shutdown()`; returns the exit code."""
-        await self.start()
-        consumer = asyncio.create_task(self._consume(), name="inbox")
+        consumer: asyncio.Task[None] | None = None
         try:
+            await self.start()
+            consumer = asyncio.create_task(self._consume(), name="inbox")
             await self._stopped.wait()
         finally:
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consumer
+            if consumer is not None:
+                consumer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consumer
             await self._close()
         return 0
 
@@ -244,8 +249,12 @@ class Appliance:
             item = await self.inbox.get()
             try:
                 await self._handle(item)
-            except Exception:
+            except Exception as exc:
+                # The state has moved but its actions did not all happen: end the
+                # conversation (error) rather than leave the parts out of step with it.
                 log.exception("handling %r failed", item)
+                self.last_error = f"internal error: {type(exc).__name__}: {exc}"
+                self.post(state.Fatal(self.last_error))
 
     async def _handle(self, item: Item) -> None:
         if isinstance(item, _Live):
@@ -318,6 +327,8 @@ class Appliance:
                 if self._live is not None:
                     self._live.send_text(VERBATIM + text if verbatim else text)
             case state.StopPlayback():
+                if self._reply_started:
+                    self._discard_reply = True
                 self._reply_started = False
                 if self._drain_task is not None:
                     self._drain_task.cancel()
@@ -363,15 +374,11 @@ class Appliance:
         self._end_after_reply = False
         number = self.session_no
         if self.api_key is None:
-            self.post(
-                _Connected(
-                    number,
-                    LiveError(
-                        "no Gemini API key: put it in /etc/appliance/gemini-api-key "
-                        "(or GEMINI_API_KEY) and restart the appliance"
-                    ),
-                )
+            message = (
+                "no Gemini API key: put it in /etc/appliance/gemini-api-key "
+                "(or GEMINI_API_KEY) and restart the appliance"
             )
+            self.post(_Connected(number, LiveFatalError(message)))
             return
         from appliance.live.client import LiveClient
 
@@ -380,14 +387,18 @@ class Appliance:
         if cfg.behaviour.tools:
             camera_on_request = self.camera is not None and cfg.camera.mode == "on_request"
             declarations = [t.declaration for t in tools.available(camera_on_request)]
-        client = LiveClient(
-            cfg.live,
-            self.api_key,
-            automatic_activity_detection=cfg.behaviour.mode == "toggle",
-            function_declarations=declarations,
-            resumption_handle=self.handles.load(),
-            on_resumption_handle=self.handles.save,
-        )
+        try:
+            client = LiveClient(
+                cfg.live,
+                self.api_key,
+                automatic_activity_detection=cfg.behaviour.mode == "toggle",
+                function_declarations=declarations,
+                resumption_handle=self.handles.load(),
+                on_resumption_handle=self.handles.save,
+            )
+        except (OSError, ValueError) as exc:  # e.g. an unreadable [live] ca_file
+            self.post(_Connected(number, LiveFatalError(f"cannot set up the Live client: {exc}")))
+            return
         self._live = client
         self._track(self._connect(number, client))
 
@@ -418,9 +429,11 @@ class Appliance:
 
     async def _close_session(self) -> None:
         self._log_said()
+        self._notify_listeners(None)
         client, self._live = self._live, None
         for task in list(self._live_tasks):
             task.cancel()
+        self._tool_tasks.clear()
         await self._camera(False)
         if client is None:
             return
@@ -435,11 +448,12 @@ class Appliance:
             )
         if self.config.behaviour.remember_s <= 0:
             self.handles.forget()
-        self._notify_listeners(None)
 
     async def _on_live(self, event: ev.LiveEvent) -> None:
         match event:
             case ev.AudioChunk(pcm=pcm, received_ns=received):
+                if self._discard_reply:
+                    return
                 if not self._reply_started:
                     self._reply_started = True
                     await self._feed(state.ReplyStarted())
@@ -458,13 +472,13 @@ class Appliance:
             case ev.Interrupted():
                 self._log_said()
                 self.counters["interruptions"] += 1
-                self._reply_started = False
+                self._reply_started = self._discard_reply = False
                 await self._feed(state.Interrupted())
             case ev.TurnComplete(usage=usage):
                 self._log_said()
                 self.turn_no += 1
                 self.counters["turns"] += 1
-                self._reply_started = False
+                self._reply_started = self._discard_reply = False
                 if usage is not None:
                     self.usage.add(usage)
                 await self._feed(state.TurnComplete())
@@ -474,9 +488,18 @@ class Appliance:
                 if self._end_after_reply and self.machine.state != "speaking":
                     await self._feed(state.Stop())
             case ev.ToolCall(calls=calls):
-                self._track(self._run_tools(calls))
-            case ev.ToolCallCancelled():
-                pass
+                await self._feed(state.UserTurnEnded())
+                task = asyncio.create_task(self._run_tools(calls))
+                self._live_tasks.add(task)
+                task.add_done_callback(self._live_tasks.discard)
+                for call in calls:
+                    self._tool_tasks[call.id] = task
+            case ev.ToolCallCancelled(ids=ids):
+                # The user interrupted: no photo, no answer for calls nobody wants.
+                for call_id in ids:
+                    cancelled = self._tool_tasks.pop(call_id, None)
+                    if cancelled is not None:
+                        cancelled.cancel()
             case ev.SessionLost(reason=reason):
                 await self._feed(state.SessionLost(reason))
             case ev.SessionResumed():
@@ -499,20 +522,26 @@ class Appliance:
             )
 
     async def _drain(self) -> None:
+        """Wait for the reply to finish playing; False from drain() (the speaker failed or
+        was stopped) also ends the wait, or a broken speaker would leave us speaking."""
         assert self.playback is not None
-        if await self.playback.drain():
-            self.post(state.PlaybackDrained())
-            if self._end_after_reply:
-                self.post(state.Stop())
+        await self.playback.drain()
+        self.post(state.PlaybackDrained())
+        if self._end_after_reply:
+            self.post(state.Stop())
 
     async def _run_tools(self, calls: tuple[ev.FunctionCall, ...]) -> None:
-        answers = []
-        for call in calls:
-            answer = await tools.run_call(_ToolContext(self), call.name, call.args)
-            log.info("tool %s(%s) -> %s", call.name, call.args, answer)
-            answers.append((call.id, call.name, answer))
-        if self._live is not None:
-            self._live.send_tool_response(answers)
+        try:
+            answers = []
+            for call in calls:
+                answer = await tools.run_call(_ToolContext(self), call.name, call.args)
+                log.info("tool %s(%s) -> %s", call.name, call.args, answer)
+                answers.append((call.id, call.name, answer))
+            if self._live is not None:
+                self._live.send_tool_response(answers)
+        finally:
+            for call in calls:
+                self._tool_tasks.pop(call.id, None)
 
     # -- camera -----------------------------------------------------------------------
 
@@ -591,7 +620,7 @@ class Appliance:
             },
             "tokens": {
                 "conversation": self.usage.conversation.as_dict(),
-                "today": self.usage.day.as_dict(),
+                "today": self.usage.today().as_dict(),
             },
         }
 
@@ -669,8 +698,11 @@ class _ControlHandler:
             raise RequestError("nothing to send: the text is empty")
         if self.app.machine.state == "muted":
             raise RequestError("the appliance is muted: `appliance mute off` first")
+        error_before = self.app.last_error
         async for line in self.app.transcript_of_next_turn(item):
             yield line
+        if self.app.last_error is not None and self.app.last_error != error_before:
+            raise RequestError(self.app.last_error)  # e.g. no API key, or offline
 
 
 class _ToolContext:
@@ -723,4 +755,12 @@ def run_service(config: Config, config_path: Path | None, level: str | None = No
         log.info("stopped after %.0f s", time.monotonic() - started)
         return code
 
-    return asyncio.run(main())
+    from appliance.hardware.camera import CameraUnavailable
+    from appliance.hardware.pinmap import GpioUnavailable
+
+    try:
+        return asyncio.run(main())
+    except (CameraUnavailable, GpioUnavailable) as exc:
+        # Configured hardware that this system cannot drive: restarting will not help.
+        log.error("%s", exc)
+        return service.EX_CONFIG

@@ -42,10 +42,6 @@ class MicPump:
         self.sent_bytes = 0
         """Mic audio handed to the sink over the pump's life (for status and tests)."""
 
-    @property
-    def streaming(self) -> bool:
-        return self._mode == "streaming"
-
     async def keep(self, preroll: bool) -> None:
         """Buffer audio for a session that is not ready yet; the pre-roll first."""
         if self._mode == "streaming":

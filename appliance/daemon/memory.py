@@ -134,16 +134,25 @@ class UsageBook:
         self._today = today or (lambda: datetime.date.today().isoformat())
         self.conversation = Tally()
         data = _read_json(self._path)
-        self._day = data.get("day") if isinstance(data, dict) else None
-        self.day = Tally.from_dict(data.get("tally")) if isinstance(data, dict) else Tally()
+        self._day = self._today()
+        saved_today = isinstance(data, dict) and data.get("day") == self._day
+        self.day = Tally.from_dict(data.get("tally")) if saved_today else Tally()
 
     def add(self, usage: Usage) -> None:
-        today = self._today()
-        if today != self._day:
-            self._day, self.day = today, Tally()
+        self._roll_over()
         self.conversation.add(usage)
         self.day.add(usage)
         _write_json(self._path, {"day": self._day, "tally": self.day.as_dict()})
+
+    def _roll_over(self) -> None:
+        today = self._today()
+        if today != self._day:
+            self._day, self.day = today, Tally()
+
+    def today(self) -> Tally:
+        """Today's tally (a new day starts at zero even before its first turn)."""
+        self._roll_over()
+        return self.day
 
     def end_conversation(self) -> Tally:
         """The finished conversation's tally; a new one starts."""

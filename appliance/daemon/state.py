@@ -26,6 +26,8 @@ and speaker, close the session; events not listed are ignored and change nothing
     thinking    ReplyStarted                 speaking
     thinking    TurnComplete                 listening   T (arm timeout) / idle H, Ask
     thinking    Press                        idle (T)    end;  H: listening, new turn
+    thinking    Timeout                      idle        no answer in reply_timeout_s:
+                                                         end, error chime
     speaking    Press                        listening   barge-in: speaker stops at once
     speaking    Interrupted                  listening   T: speaker stops; H: idle
     speaking    TurnComplete                 speaking    wait for the speaker to drain
@@ -328,6 +330,7 @@ class Policy:
     half_duplex: bool = True
     tail_ms: int = 300
     timeout_s: float = 20.0
+    reply_timeout_s: float = 30.0
     camera_stream: bool = False
 
     @classmethod
@@ -338,6 +341,7 @@ class Policy:
             half_duplex=b.duplex == "half",
             tail_ms=b.half_duplex_tail_ms,
             timeout_s=b.conversation_timeout_s,
+            reply_timeout_s=b.reply_timeout_s,
             camera_stream=config.camera.enabled and config.camera.mode == "stream",
         )
 
@@ -409,6 +413,25 @@ Step = tuple[Memory, tuple[Action, ...]]
 
 
 def step(p: Policy, m: Memory, ev: Event) -> Step:
+    """One transition: the table (`_table`), plus the reply deadline.
+
+    Waiting for the model (`thinking`) is bounded: entering it arms the one timer with
+    `reply_timeout_s` (replacing any silence timeout), a reply starting cancels it, and
+    `Timeout` there ends the conversation with the error chime. So neither a silent
+    service nor a lost message can leave the appliance thinking, mic open, for good.
+    """
+    mem, acts = _table(p, m, ev)
+    if mem.state == "thinking" and m.state != "thinking":
+        acts = (
+            *(a for a in acts if not isinstance(a, CancelTimeout)),
+            ArmTimeout(p.reply_timeout_s),
+        )
+    elif m.state == "thinking" and mem.state == "speaking":
+        acts = (*acts, CancelTimeout())
+    return mem, acts
+
+
+def _table(p: Policy, m: Memory, ev: Event) -> Step:
     """The whole table. Returns the new memory and the actions, in the order to do them."""
     s, toggle = m.state, p.mode == "toggle"
     half = p.half_duplex and m.voice
@@ -515,6 +538,8 @@ def step(p: Policy, m: Memory, ev: Event) -> Step:
             return go("listening", ActivityStart(), StreamMic(preroll=True), held=True, voice=True)
         case "thinking", Interrupted() if toggle and m.voice:
             return listen_again()
+        case "thinking", Timeout():
+            return end(chime=Earcon("error"))
 
         # speaking
         case "speaking", Press() if toggle and m.voice:

@@ -7,7 +7,6 @@ interface the daemon implements, so they can be tested without audio or a camera
 
 from __future__ import annotations
 
-import base64
 import datetime
 import logging
 from collections.abc import Awaitable, Callable
@@ -137,8 +136,3 @@ async def run_call(ctx: ToolContext, name: str, args: dict[str, Any]) -> dict[st
     except Exception as exc:  # a broken tool must not end the conversation
         log.exception("tool %s failed", name)
         return {"error": f"{type(exc).__name__}: {exc}"}
-
-
-def jpeg_summary(jpeg: bytes) -> str:
-    """A short, loggable stand-in for an image (never the image itself)."""
-    return f"<jpeg {len(jpeg)} bytes, {base64.b64encode(jpeg[:6]).decode()}...>"

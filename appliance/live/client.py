@@ -52,7 +52,7 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 """websockets' 1 MiB default closes the socket on a large reply frame or a big JPEG."""
 BACKLOG_AUDIO_BYTES = 60 * 32000
 """At most this much 16 kHz audio (60 s) is kept while reconnecting; older is dropped."""
-REALTIME_KINDS = frozenset({"audio", "video", "activity_start", "activity_end", "audio_stream_end"})
+REALTIME_KINDS = frozenset({"audio", "video", "activity_start", "activity_end"})
 """Input that is resent on a new connection if the model had not answered it yet."""
 COALESCE_AUDIO_BYTES = 3200
 """When audio queues up, periods are joined into messages of up to 100 ms: fewer frames."""
@@ -174,10 +174,6 @@ class LiveClient:
         """The user stopped talking (hold-to-talk)."""
         self._put(_Outgoing("activity_end"))
 
-    def audio_stream_end(self) -> None:
-        """The mic stream pauses (automatic activity detection on): flush the server's VAD."""
-        self._put(_Outgoing("audio_stream_end"))
-
     def send_text(self, text: str) -> None:
         """A typed user turn (`appliance ask`); the model answers it in speech."""
         self._put(_Outgoing("text", text))
@@ -240,12 +236,12 @@ class LiveClient:
                     if failures >= attempts:
                         message = f"gave up after {failures} attempts: {error.message}"
                         self._settle_first(LiveUnavailableError(message, error.code))
-                        self._emit(ev.Offline(message))
+                        self._emit(ev.Offline(self._redact(message)))
                         return
                     delay = self._backoff(failures)
                     log.warning("%s; retrying in %.1f s", self._redact(error.message), delay)
                     if connected_before and failures == 1:
-                        self._emit(ev.SessionLost(error.message))
+                        self._emit(ev.SessionLost(self._redact(error.message)))
                     await asyncio.sleep(delay)
                     continue
                 if reason is not None:  # goAway: reconnect at once with the handle
@@ -393,8 +389,6 @@ class LiveClient:
             await session.send_realtime_input(activity_start=types.ActivityStart())
         elif kind == "activity_end":
             await session.send_realtime_input(activity_end=types.ActivityEnd())
-        elif kind == "audio_stream_end":
-            await session.send_realtime_input(audio_stream_end=True)
         elif kind == "text":
             await session.send_client_content(
                 turns=types.Content(role="user", parts=[types.Part(text=payload)]),
@@ -419,6 +413,9 @@ class LiveClient:
         now = time.monotonic_ns()
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle:
+            # The handle covers everything the server took so far: a connection resumed
+            # with it needs only what is sent from now on.
+            self._answered()
             self._handle = update.new_handle
             if self._on_handle is not None:
                 self._on_handle(update.new_handle)

@@ -42,9 +42,13 @@ def _uncommented(text: str) -> str:
     return "\n".join(out)
 
 
-def test_shipped_config_documents_every_option_with_a_valid_value() -> None:
+def test_shipped_config_documents_every_option_with_a_valid_value(tmp_path: Path) -> None:
     text = (REPO / "config.toml").read_text()
-    cfg = config.parse(_uncommented(text), "config.toml")  # every example validates
+    example_ca = "/var/lib/appliance/emulator/ca.pem"
+    assert example_ca in text
+    (tmp_path / "ca.pem").write_text("")  # the example names a file that must exist
+    on = _uncommented(text).replace(example_ca, str(tmp_path / "ca.pem"))
+    cfg = config.parse(on, "config.toml")  # every example validates
     documented = set(re.findall(r"^# ([a-z_]+) = ", text, re.M))
     for section in ("live", "audio", "button", "leds", "camera", "behaviour", "control"):
         model = type(getattr(cfg, section))
@@ -175,6 +179,16 @@ def test_missing_key_file_names_it(tmp_path: Path) -> None:
     )
 
 
+def test_the_log_handlers_redact_a_registered_key() -> None:
+    from appliance.daemon.service import REDACTED, SECRETS, ConsoleFormatter
+
+    SECRETS.register(SECRET)
+    record = logging.LogRecord("appliance", logging.ERROR, __file__, 1, "%s", (SECRET,), None)
+    assert SECRETS.filter(record)
+    line = ConsoleFormatter().format(record)
+    assert SECRET not in line and REDACTED in line
+
+
 def test_key_never_shows_in_repr_errors_or_logs(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -212,5 +226,5 @@ def test_check_verb_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_every_daemon_state_has_an_led_pattern() -> None:
     from appliance.daemon.state import STATES
 
-    assert config.LED_STATES == (*STATES, "camera")
+    assert (*STATES, "camera") == config.LED_STATES
     assert set(config.LedsConfig().states) == set(config.LED_STATES)

@@ -123,21 +123,21 @@ TOGGLE_TABLE: list[tuple[str, sm.Event, str, tuple[sm.Action, ...]]] = [
     ("listening", Press(), "idle", (*END, Earcon("done"))),
     ("listening", Timeout(), "idle", (*END, Earcon("done"))),
     ("listening", UserSpeech(), "listening", (ArmTimeout(20.0),)),
-    ("listening", UserTurnEnded(), "thinking", (CancelTimeout(),)),
+    ("listening", UserTurnEnded(), "thinking", (ArmTimeout(30.0),)),
     ("listening", ReplyStarted(), "speaking", (CancelTimeout(), StopMic())),
     ("listening", Release(), "listening", ()),
-    ("listening", Ask("hi"), "thinking", (CancelTimeout(), SendText("hi"))),
+    ("listening", Ask("hi"), "thinking", (SendText("hi"), ArmTimeout(30.0))),
     (
         "listening",
         SessionLost("x"),
         "connecting",
         (StopPlayback(), CancelTimeout(), KeepMic(preroll=False)),
     ),
-    ("thinking", ReplyStarted(), "speaking", (StopMic(),)),
+    ("thinking", ReplyStarted(), "speaking", (StopMic(), CancelTimeout())),
     ("thinking", TurnComplete(), "listening", (StreamMic(delay_ms=300), ArmTimeout(20.0))),
     ("thinking", Press(), "idle", (*END, Earcon("done"))),
     ("thinking", Interrupted(), "listening", (StreamMic(delay_ms=300), ArmTimeout(20.0))),
-    ("thinking", Timeout(), "thinking", ()),
+    ("thinking", Timeout(), "idle", (*END, Earcon("error"))),  # no answer in time
     ("speaking", Press(), "listening", (StopPlayback(), StreamMic(delay_ms=300), ArmTimeout(20.0))),
     (
         "speaking",
@@ -148,7 +148,7 @@ TOGGLE_TABLE: list[tuple[str, sm.Event, str, tuple[sm.Action, ...]]] = [
     ("speaking", TurnComplete(), "speaking", ()),
     ("speaking", PlaybackDrained(), "speaking", ()),  # a gap mid-reply is not the end
     ("speaking", Stop(), "idle", (*END, Earcon("done"))),
-    ("speaking", Ask("hi"), "thinking", (StopPlayback(), CancelTimeout(), SendText("hi"))),
+    ("speaking", Ask("hi"), "thinking", (StopPlayback(), SendText("hi"), ArmTimeout(30.0))),
     ("speaking", Timeout(), "speaking", ()),
     ("muted", Press(), "muted", (Earcon("muted"),)),
     ("muted", Mute(on=False), "idle", (Capture(True), Earcon("unmuted"))),
@@ -171,14 +171,14 @@ HOLD_TABLE: list[tuple[str, sm.Event, str, tuple[sm.Action, ...]]] = [
     ("connecting", SessionReady(), "listening", (ActivityStart(), StreamMic())),
     ("connecting", Release(), "connecting", (StopMic(keep=True),)),
     ("connecting", Press(), "connecting", (KeepMic(),)),
-    ("listening", Release(), "thinking", (ActivityEnd(), StopMic())),
+    ("listening", Release(), "thinking", (ActivityEnd(), StopMic(), ArmTimeout(30.0))),
     ("listening", Press(), "listening", ()),
     ("listening", Timeout(), "listening", ()),
     (
         "listening",
         Ask("hi"),
         "thinking",
-        (ActivityEnd(), StopMic(), CancelTimeout(), SendText("hi")),
+        (ActivityEnd(), StopMic(), SendText("hi"), ArmTimeout(30.0)),
     ),
     ("listening", ReplyStarted(), "listening", ()),  # a late chunk of the old reply
     (
@@ -187,7 +187,7 @@ HOLD_TABLE: list[tuple[str, sm.Event, str, tuple[sm.Action, ...]]] = [
         "connecting",
         (StopPlayback(), CancelTimeout(), KeepMic(preroll=False)),
     ),
-    ("thinking", ReplyStarted(), "speaking", ()),
+    ("thinking", ReplyStarted(), "speaking", (CancelTimeout(),)),
     ("thinking", TurnComplete(), "idle", END),
     ("thinking", Press(), "listening", (ActivityStart(), StreamMic(preroll=True))),
     ("thinking", SessionLost("x"), "idle", (*END, Earcon("error"))),
@@ -261,14 +261,20 @@ def test_hold_release_before_session_ready_sends_the_kept_audio_as_one_turn() ->
     machine.handle(Release())
     step = machine.handle(SessionReady())
     assert step.after == "thinking"
-    assert step.actions == (ActivityStart(), StreamMic(live=False), ActivityEnd(), StopMic())
+    assert step.actions == (
+        ActivityStart(),
+        StreamMic(live=False),
+        ActivityEnd(),
+        StopMic(),
+        ArmTimeout(30.0),
+    )
 
 
 def test_ask_from_idle_sends_text_once_ready_and_never_opens_the_mic() -> None:
     machine = StateMachine(TOGGLE)
     machine.handle(Ask("weather?"))
     step = machine.handle(SessionReady())
-    assert (step.after, step.actions) == ("thinking", (SendText("weather?"),))
+    assert (step.after, step.actions) == ("thinking", (SendText("weather?"), ArmTimeout(30.0)))
     machine.handle(ReplyStarted())
     machine.handle(TurnComplete())
     step = machine.handle(PlaybackDrained())

@@ -185,12 +185,16 @@ async def test_tool_call_round_trip() -> None:
 
 
 async def test_go_away_resumes_with_the_handle_and_loses_no_input() -> None:
-    scenario = fast_scenario(faults=[Fault(FaultKind.GO_AWAY, connection=1, turn=1)])
+    reply = tone(610, 1500)
+    scenario = fast_scenario(
+        default_reply=Reply(pcm=reply),
+        faults=[Fault(FaultKind.GO_AWAY, connection=1, turn=1, time_left_s=2.0)],
+    )
     async with Emulator(scenario) as emu, make_client(emu) as client:
         stream = client.events()
         send_speech(client, UTTERANCE)
         first = await next_turn(stream)
-        assert audio_of(first)
+        assert audio_of(first) == reply  # the reply in progress was let finish
         async with asyncio.timeout(20):
             async for event in stream:
                 if isinstance(event, ev.SessionResumed):
