@@ -515,7 +515,13 @@ def _seconds(duration: str | None) -> float:
 def _http_options(config: LiveConfig, ssl_context: ssl.SSLContext | None) -> types.HttpOptions:
     if ssl_context is None and config.ca_file is not None:
         ssl_context = ssl.create_default_context(cafile=str(config.ca_file))
-    client_args: dict[str, Any] = {"max_size": MAX_FRAME_BYTES}
+    client_args: dict[str, Any] = {
+        "max_size": MAX_FRAME_BYTES,
+        # websockets closes the connection when a pong is 20 s late; the service's pongs
+        # can be slower than that under load. A dead link is still found within 80 s.
+        "ping_interval": 20,
+        "ping_timeout": 60,
+    }
     if ssl_context is not None:
         client_args["ssl"] = ssl_context
     return types.HttpOptions(
