@@ -141,7 +141,6 @@ def _check(args: argparse.Namespace) -> int:
         print("\n".join(problems), file=sys.stderr)
         return EX_CONFIG
     print(f"{path}: OK")
-    print(f"board: {cfg.board}")
     for line in pinmap.describe(cfg):
         print(f"  {line}")
     print(f"model: {cfg.live.model}")
