@@ -10,6 +10,10 @@ workload in its own child process so CPU times are not mixed:
   `rigmic` (16 kHz mono, 20 ms periods) and also write `rigspk` (24 kHz); the rig's own
   cost (the jack plugin's resampling and its threads) lands in every process, so the
   engine is compared with these, not with zero;
+- floor-duplex (a second calibration): the bare-duplex loop in a thread, plus what any
+  asyncio daemon pays whatever its audio engine: the same fake "network" task as the
+  duplex workload (40 ms reply chunks at real-time pace, fed to the bare loop through a
+  deque) and one `call_soon_threadsafe` hand-off of each mic period to a coroutine;
 - idle: the engine's Capture running with no stream open (pre-roll ring only);
 - duplex: Capture with a stream consumed as a conversation would, and Playback fed
   40 ms reply chunks at real-time pace, at the default 80 % software volume;
@@ -31,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +46,7 @@ from appliance.audio.timing import percentile  # noqa: E402
 from appliance.config import AudioConfig  # noqa: E402
 
 WARMUP_S = 1.0
-MODES = ("bare-capture", "idle", "bare-duplex", "duplex")
+MODES = ("bare-capture", "idle", "bare-duplex", "floor-duplex", "duplex")
 
 
 def cpu_s() -> float:
@@ -97,8 +102,87 @@ def worker_bare(seconds: float, duplex: bool) -> dict[str, Any]:
     return {"cpu_s": c1 - c0, "wall_s": t1 - t0}
 
 
-async def worker_engine(seconds: float, duplex: bool) -> dict[str, Any]:
+async def worker_floor(seconds: float) -> dict[str, Any]:
+    """The bare duplex loop in a thread + the fake network task + a per-period hand-off."""
+    from collections import deque
+
+    import alsaaudio as a
+
+    loop = asyncio.get_running_loop()
+    periods: deque[bytes] = deque()  # reply audio for the bare loop, one period each
+    stop = threading.Event()
+    received = 0
+    waiter: list[asyncio.Future[None]] = []
+
+    def handed(data: bytes) -> None:
+        nonlocal received
+        received += len(data)
+        if waiter and not waiter[0].done():
+            waiter.pop().set_result(None)
+
+    def bare() -> None:
+        cap = a.PCM(type=a.PCM_CAPTURE, rate=16000, channels=1, format=a.PCM_FORMAT_S16_LE,
+                    periodsize=320, periods=4, device="rigmic")  # fmt: skip
+        spk = a.PCM(type=a.PCM_PLAYBACK, rate=24000, channels=1, format=a.PCM_FORMAT_S16_LE,
+                    periodsize=480, periods=3, device="rigspk")  # fmt: skip
+        silence = bytes(960)
+        spk.write(silence)
+        spk.write(silence)
+        while not stop.is_set():
+            _, data = cap.read()
+            loop.call_soon_threadsafe(handed, data)
+            spk.write(periods.popleft() if periods else silence)
+        cap.close()
+        spk.close()
+
+    async def consume() -> None:
+        while True:
+            fut = loop.create_future()
+            waiter.append(fut)
+            await fut
+
+    async def produce() -> None:
+        async for chunk in paced_reply_chunks():
+            periods.append(chunk[:960])
+            periods.append(chunk[960:])
+
+    thread = threading.Thread(target=bare, name="bare", daemon=True)
+    thread.start()
+    tasks = [asyncio.create_task(consume()), asyncio.create_task(produce())]
+    await asyncio.sleep(WARMUP_S)
+    c0, t0 = cpu_s(), time.monotonic()
+    await asyncio.sleep(seconds)
+    c1, t1 = cpu_s(), time.monotonic()
+    for task in tasks:
+        task.cancel()
+    stop.set()
+    await asyncio.to_thread(thread.join)
+    return {"cpu_s": c1 - c0, "wall_s": t1 - t0, "mic_bytes": received}
+
+
+async def paced_reply_chunks() -> AsyncIterator[bytes]:
+    """The fake network: 40 ms reply chunks (24 kHz S16_LE) at real-time pace, forever.
+
+    The emulator's default chunk; the Live API sends 40-100 ms. One loop wake-up per
+    chunk, as a websocket message would cost (the daemon pays it with any engine).
+    """
     import numpy as np
+
+    t = np.arange(960) / 24000
+    chunks = [
+        (np.sin(2 * np.pi * 610 * (t + k * 0.04)) * 12000).astype("<i2").tobytes()
+        for k in range(25)
+    ]
+    k = 0
+    next_t = time.monotonic()
+    while True:
+        yield chunks[k % len(chunks)]
+        k += 1
+        next_t += 0.04
+        await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+
+
+async def worker_engine(seconds: float, duplex: bool) -> dict[str, Any]:
 
     from appliance.audio.capture import Capture
     from appliance.audio.devices import DeviceState
@@ -120,11 +204,6 @@ async def worker_engine(seconds: float, duplex: bool) -> dict[str, Any]:
             raise RuntimeError(f"devices did not open: {capture.error} {playback}")
         await asyncio.sleep(0.05)
 
-    t = np.arange(960) / 24000
-    chunks = [
-        (np.sin(2 * np.pi * 610 * (t + k * 0.04)) * 12000).astype("<i2").tobytes()
-        for k in range(25)
-    ]
     received = 0
 
     async def consume() -> None:
@@ -135,13 +214,8 @@ async def worker_engine(seconds: float, duplex: bool) -> dict[str, Any]:
 
     async def produce() -> None:
         assert playback is not None
-        k = 0
-        next_t = time.monotonic()
-        while True:
-            playback.enqueue(chunks[k % len(chunks)], time.monotonic_ns())
-            k += 1
-            next_t += 0.04
-            await asyncio.sleep(max(0.0, next_t - time.monotonic()))
+        async for chunk in paced_reply_chunks():
+            playback.enqueue(chunk, time.monotonic_ns())
 
     tasks = []
     if duplex:
@@ -242,7 +316,9 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.worker:
-        if args.worker.startswith("bare"):
+        if args.worker == "floor-duplex":
+            result = asyncio.run(worker_floor(args.seconds))
+        elif args.worker.startswith("bare"):
             result = worker_bare(args.seconds, duplex=args.worker == "bare-duplex")
         else:
             result = asyncio.run(worker_engine(args.seconds, duplex=args.worker == "duplex"))
@@ -284,6 +360,7 @@ def main() -> int:
         "stop_call": results["stop"]["stop_call"],
         "cpu_s_per_min": {m: round(per_min(m), 3) for m in MODES},
         "duplex_vs_bare": round(per_min("duplex") / per_min("bare-duplex"), 3),
+        "duplex_vs_floor": round(per_min("duplex") / per_min("floor-duplex"), 3),
         "idle_minus_bare_capture_pct_core": round(
             (per_min("idle") - per_min("bare-capture")) / 60 * 100, 3
         ),

@@ -107,14 +107,19 @@ class CaptureStream:
         self.dropped = 0
 
     # Called by the capture thread with Capture._lock held.
-    def _push(self, period: Period) -> None:
+    def _push(self, period: Period) -> asyncio.Future[None] | None:
+        """Queue a period; returns the consumer's waiter if it must be woken."""
         if len(self._queue) >= self._maxlen:
             self._queue.popleft()
             self.dropped += 1
         self._queue.append(period)
         waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
+        self._waiter = None
+        return waiter
+
+    def _wake_consumer(self, waiter: asyncio.Future[None]) -> None:
+        """Wake the consumer (capture thread, lock not held)."""
+        if not self._loop.is_closed():
             self._loop.call_soon_threadsafe(_wake, waiter)
 
     def _close(self) -> None:
@@ -217,6 +222,7 @@ class Capture:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._partial = b""  # a short read's bytes, waiting for the rest of the period
+        self._wakes: list[tuple[CaptureStream, asyncio.Future[None]]] = []
 
     async def start(self) -> None:
         """Start the capture thread; returns at once (device faults show in `state`)."""
@@ -311,10 +317,13 @@ class Capture:
 
     def _read_loop(self, pcm: CapturePcm) -> None:
         waiter = PcmWaiter(pcm, self._wake_r)
-        if waiter.has_fds:
-            self._paced_loop(pcm, waiter)
-        else:
-            self._polled_loop(pcm, waiter)
+        try:
+            if waiter.has_fds:
+                self._paced_loop(pcm, waiter)
+            else:
+                self._polled_loop(pcm, waiter)
+        finally:
+            self._wake_consumers()
 
     def _stalled(self) -> DeviceStalledError:
         return DeviceStalledError(self.device, "capture", f"no audio for {self.stall_ms} ms")
@@ -338,12 +347,14 @@ class Capture:
             if not started:
                 started = True
             elif due is None:
+                self._wake_consumers()
                 ready, woken, timed_out = waiter.wait(self.stall_ms)
                 if timed_out:
                     raise self._stalled()
                 if not ready and not woken:
                     continue  # a plugin's sub-period signal
             else:
+                self._wake_consumers()
                 delay_ns = due + (batch - 1) * period_ns + _SLACK_NS - time.monotonic_ns()
                 if delay_ns > 0:
                     waiter.wait(delay_ns / 1e6, pcm=False)
@@ -395,16 +406,27 @@ class Capture:
         last = len(datas) - 1
         pcms = [dsp.apply_gain(dsp.pick_channel(d, channels, channel), gain) for d in datas]
         self.overruns.tick()
+        wakes = self._wakes
         with self._lock:
             for i, data in enumerate(pcms):
                 period = Period(data, now - (last - i) * self._period_ns, self.periods_read)
                 self.periods_read += 1
                 self._ring.append(period)
                 for stream in self._streams:
-                    stream._push(period)
+                    waiter = stream._push(period)
+                    if waiter is not None:
+                        wakes.append((stream, waiter))
             for stream in self._streams:
                 if stream._live_from is None:
                     stream._live_from = self.periods_read
+
+    def _wake_consumers(self) -> None:
+        """Wake the consumers of what was delivered: right before the thread sleeps, so
+        the event loop does not wait for this thread to let go of the GIL."""
+        wakes = self._wakes
+        while wakes:
+            stream, waiter = wakes.pop()
+            stream._wake_consumer(waiter)
 
     def _polled_loop(self, pcm: CapturePcm, waiter: PcmWaiter) -> None:
         """A PCM without descriptors (a test double): read, and poll gently when empty."""
@@ -431,6 +453,7 @@ class Capture:
                     continue
                 data, partial = partial[:period_bytes], partial[period_bytes:]
             self._deliver([data], now)
+            self._wake_consumers()
 
 
 _SLACK_NS = 1_500_000

@@ -6,6 +6,13 @@ that thread (alsa-lib handles are not meant to be shared), yet `stop()` is serve
 once: it empties the queue, kicks the pipe, and the writer calls `pcm.drop()`, which
 discards what ALSA still holds (not `drain()`, which would play it).
 
+While the writer waits for room in the ALSA buffer it sleeps for the time the device
+takes to free what it needs (frames / rate, plus slack), not on the PCM's descriptors:
+plugin devices signal those more often than once per period (the jack plugin on every
+JACK block), and each signal would cost a Python wake-up that finds no room. A chunk
+enqueued while the writer sleeps like that does not wake it: it will take the chunk
+when it wakes for the room anyway.
+
 The ALSA buffer is `periods` (3) periods of 20 ms: at most that much audio can be
 committed ahead, which bounds how long sound goes on after an interruption elsewhere
 in the stack. Writing starts once `jitter_ms` of audio is queued (or it has waited that
@@ -108,6 +115,7 @@ class Playback:
         self._stop_waiters: list[asyncio.Future[None]] = []
         self._closing = False
         self._pcm_open = False
+        self._waiting_room = False  # the writer sleeps until ALSA has room (timed)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.stall_ms = max(2000, 20 * config.period_ms)
         """A device whose buffer stays full this long is treated as gone and reopened."""
@@ -155,7 +163,9 @@ class Playback:
                 self._first_ns = received
             self._chunks.append((pcm, received))
             self._queued += len(pcm)
-        self._kick()
+            kick = not self._waiting_room
+        if kick:
+            self._kick()
         if not self.playing:
             self._set_playing(True)
 
@@ -334,6 +344,7 @@ class Playback:
         while True:
             timeout_ms: float | None = None
             wait_pcm = False
+            need = period_frames  # frames of room the writer waits for
             with self._lock:
                 if self._closing:
                     return
@@ -369,6 +380,7 @@ class Playback:
                             data, starts, carry, carry_starts = carry, carry_starts, b"", []
                         else:
                             wait_pcm = True
+                            need = min(len(carry) // 2, period_frames) - space
                     elif self._queued:
                         if space >= period_frames:  # whole periods, as many as fit
                             data, starts = self._take(period_bytes * (space // period_frames))
@@ -376,6 +388,7 @@ class Playback:
                                 data = dsp.apply_gain(data, self.volume.software_gain)
                         else:
                             wait_pcm = True
+                            need = period_frames - space
                     elif draining:
                         if not tail_written:
                             pad = (-written_frames) % period_frames + period_frames
@@ -388,9 +401,12 @@ class Playback:
                             continue
                         else:
                             wait_pcm = True
+                            need = buffer_frames - space
                     # else: starved mid-reply; wait for data (an underrun may follow)
                 if wait_pcm:
                     timeout_ms = self._period_ms
+                # queued audio waits for room: the writer wakes for it, enqueue need not kick
+                self._waiting_room = wait_pcm and waiter.has_fds and bool(carry or self._queued)
             if data:
                 n = pcm.write(data)
                 if n < 0:  # underrun: pyalsaaudio re-prepared the PCM; cushion again
@@ -409,6 +425,7 @@ class Playback:
                     carry = data[n * 2 :]
                     wait_pcm = True
                     timeout_ms = self._period_ms
+                    need = min(len(carry) // 2, period_frames)
                 else:
                     underruns.tick()
                     continue
@@ -420,7 +437,13 @@ class Playback:
                 )
             if wait_pcm and not waiter.has_fds:
                 timeout_ms = self._period_ms / 4  # a device without descriptors: poll gently
+            elif wait_pcm:  # sleep until the device has played enough to make the room
+                timeout_ms = max(need, 1) * 1000 / PLAYBACK_RATE + _SLACK_MS
+                wait_pcm = False
             waiter.wait(timeout_ms, pcm=wait_pcm)
+            if self._waiting_room:
+                with self._lock:
+                    self._waiting_room = False
             woke = time.monotonic_ns()
 
     def _finish_drain(self, played: bool) -> None:
@@ -431,6 +454,10 @@ class Playback:
         if loop is not None:
             for d in drains:
                 call_in_loop(loop, _resolve, d, played)
+
+
+_SLACK_MS = 1.5
+"""Wake this long after the room should be there: the device frees it on its own clock."""
 
 
 def _resolve(fut: asyncio.Future[object], value: object) -> None:
