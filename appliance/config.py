@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from appliance.daemon.state import STATES
 from appliance.hardware import boards
 
 DEFAULT_PATH = Path("/etc/appliance/config.toml")
@@ -32,17 +33,7 @@ API_KEY_CREDENTIAL = "gemini-api-key"
 
 DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 
-LED_STATES: tuple[str, ...] = (
-    "idle",
-    "connecting",
-    "listening",
-    "thinking",
-    "speaking",
-    "muted",
-    "offline",
-    "error",
-    "camera",
-)
+LED_STATES: tuple[str, ...] = (*STATES, "camera")
 """The states the LEDs can show: the daemon's states (`appliance.daemon.state.STATES`)
 and `camera`, shown on top while frames are being sent."""
 

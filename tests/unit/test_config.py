@@ -223,8 +223,5 @@ def test_check_verb_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     )
 
 
-def test_every_daemon_state_has_an_led_pattern() -> None:
-    from appliance.daemon.state import STATES
-
-    assert (*STATES, "camera") == config.LED_STATES
+def test_every_led_state_has_a_default_pattern() -> None:
     assert set(config.LedsConfig().states) == set(config.LED_STATES)

@@ -72,6 +72,15 @@ async def call(fn: Any, *args: Any) -> Any:
     return await asyncio.to_thread(fn, *args)
 
 
+async def say_something(r: Running, jack: JackAudio) -> int:
+    """Press (over the control socket), speak once the appliance listens, and wait for
+    the reply to start; the index of `speaking` in the states seen."""
+    await call(control(r).talk)
+    await r.wait_state("listening")
+    jack.rig.play(speech_48k())
+    return await r.wait_state("speaking")
+
+
 async def test_toggle_conversation_press_speak_reply_then_silence_timeout(
     jack_audio: JackAudio, emu: Emulator, tmp_path: Path
 ) -> None:
@@ -81,10 +90,7 @@ async def test_toggle_conversation_press_speak_reply_then_silence_timeout(
         await asyncio.sleep(1.0)
         assert emu.connections == [] and emu.received_audio() == b""
 
-        await call(control(r).talk)
-        await r.wait_state("listening")
-        jack_audio.rig.play(speech_48k())
-        speaking = await r.wait_state("speaking")
+        speaking = await say_something(r, jack_audio)
         back = await r.wait_state("listening", after=speaking)
         await r.wait_state("idle", after=back)  # the 3 s silence timeout ends it
 
@@ -134,10 +140,7 @@ async def test_barge_in_by_press_stops_the_speaker_at_once(
     emu.scenario.default_reply = Reply(pcm=reply_pcm(4.0))
     emu.scenario.realtime_factor = 1.0
     async with running_appliance(jack_audio, emu, tmp_path) as r:
-        await call(control(r).talk)
-        await r.wait_state("listening")
-        jack_audio.rig.play(speech_48k())
-        speaking = await r.wait_state("speaking")
+        speaking = await say_something(r, jack_audio)
         await asyncio.sleep(0.8)
         await call(control(r).talk)  # barge-in
         back = await r.wait_state("listening", after=speaking)
@@ -153,10 +156,7 @@ async def test_server_interruption_stops_the_speaker_in_full_duplex(
     emu.scenario.default_reply = Reply(pcm=reply_pcm(4.0))
     emu.scenario.realtime_factor = 1.0
     async with running_appliance(jack_audio, emu, tmp_path, behaviour={"duplex": "full"}) as r:
-        await call(control(r).talk)
-        await r.wait_state("listening")
-        jack_audio.rig.play(speech_48k())
-        speaking = await r.wait_state("speaking")
+        speaking = await say_something(r, jack_audio)
         await asyncio.sleep(0.6)
         jack_audio.rig.play(speech_48k())  # the user talks over the reply
         await r.wait_state("listening", after=speaking)
@@ -173,10 +173,7 @@ async def test_half_duplex_sends_no_mic_audio_while_the_reply_plays(
     emu.scenario.default_reply = Reply(pcm=reply_pcm(2.0))
     emu.scenario.realtime_factor = 1.0
     async with running_appliance(jack_audio, emu, tmp_path) as r:
-        await call(control(r).talk)
-        await r.wait_state("listening")
-        jack_audio.rig.play(speech_48k())
-        speaking = await r.wait_state("speaking")
+        speaking = await say_something(r, jack_audio)
         started = time.monotonic_ns()
         jack_audio.rig.play(speech_48k(), loop=True)  # the speaker's echo in the room
         await r.wait_state("listening", after=speaking)
@@ -317,10 +314,7 @@ async def test_camera_streams_frames_only_during_a_conversation(
     ) as r:
         await asyncio.sleep(1.0)
         assert camera.captures == []  # idle: the camera is not even started
-        await call(control(r).talk)
-        await r.wait_state("listening")
-        jack_audio.rig.play(speech_48k())
-        speaking = await r.wait_state("speaking")
+        speaking = await say_something(r, jack_audio)
         await r.wait_state("idle", after=speaking)
         taken = len(camera.captures)
         await asyncio.sleep(1.5)
