@@ -52,8 +52,13 @@ setup_venv() {
     python3 -m venv .venv
   fi
   if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e "$spec"
+    # Quiet unless it fails: build back-ends print warnings nobody needs to read.
+    if ! { .venv/bin/python -m pip install -q --upgrade pip &&
+      .venv/bin/python -m pip install -q -e "$spec"; } >.venv/pip.log 2>&1; then
+      cat .venv/pip.log >&2
+      echo "deploy/dev.sh: pip install failed (log above, also in .venv/pip.log)" >&2
+      exit 69
+    fi
     touch "$stamp"
   fi
 }
