@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import numpy as np
 import pytest
@@ -116,3 +117,28 @@ async def test_capture_survives_the_server_going_away_and_coming_back(
         await capture.stop()
         if not jack_audio.server.running:
             jack_audio.revive_server()
+
+
+async def test_a_stream_opened_while_idle_gets_the_preroll_then_alsa_backlog_in_order(
+    jack_audio: JackAudio,
+) -> None:
+    # While idle the capture thread reads in batches, so at open ALSA still holds up to
+    # a batch of audio newer than the ring: it must follow the ring with no gap, no
+    # duplicate, stamped in capture order, and not be timed as a live hand-off.
+    config = AudioConfig(capture_device=jack_audio.capture_device, preroll_ms=200)
+    capture = Capture(config)
+    jack_audio.rig.play(tone(440, 5), loop=True)
+    await capture.start()
+    try:
+        await eventually(lambda: capture.periods_read >= 30, within_s=15)
+        async with capture.open_stream() as stream:
+            got = [await anext(stream) for _ in range(30)]
+            timed = capture.stamps.capture_to_handoff.count
+    finally:
+        await capture.stop()
+    seqs = [p.seq for p in got]
+    assert seqs == list(range(seqs[0], seqs[0] + 30))
+    stamps = [p.captured_ns for p in got]
+    assert all(a < b for a, b in itertools.pairwise(stamps))
+    assert timed <= 30 - 10  # the 200 ms ring (10 periods) and the backlog are not live
+    assert dominant_hz(b"".join(p.pcm for p in got), 16000) == pytest.approx(440, abs=20)
