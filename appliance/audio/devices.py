@@ -104,6 +104,8 @@ _MISSING = (
 
 def classify(exc: BaseException, device: str, direction: Direction) -> AudioDeviceError:
     """Turn an `alsaaudio.ALSAAudioError` (or OSError) into the appliance's error type."""
+    if isinstance(exc, AudioDeviceError):
+        return exc  # already says what happened and what to do (e.g. a stalled device)
     text = str(exc)
     low = text.lower()
     detail = text.split(" [", 1)[0] if text else type(exc).__name__

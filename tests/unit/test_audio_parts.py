@@ -119,3 +119,11 @@ def test_earcons_are_short_distinct_clean_and_can_be_disabled() -> None:
     assert Earcons(("done",)).pcm("wake") is None
     with pytest.raises(ValueError, match="unknown earcon"):
         Earcons(("beep",))
+
+
+def test_a_stalled_device_error_is_reported_once_not_wrapped() -> None:
+    from appliance.audio.devices import DeviceStalledError, classify
+
+    stalled = DeviceStalledError("rigmic", "capture", "no audio for 1000 ms")
+    assert classify(stalled, "rigmic", "capture") is stalled
+    assert str(stalled).count("rigmic") == 1 and "arecord -L" in str(stalled)
