@@ -16,10 +16,7 @@ from pathlib import Path
 
 EX_OK = 0
 EX_USAGE = 64
-EX_DATAERR = 65
 EX_UNAVAILABLE = 69
-EX_SOFTWARE = 70
-EX_NOPERM = 77
 EX_CONFIG = 78
 
 

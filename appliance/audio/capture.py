@@ -40,7 +40,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -54,6 +54,8 @@ from appliance.audio.devices import (
     DeviceState,
     PcmSpec,
     PcmWaiter,
+    ReportsDeviceState,
+    StateCallback,
     XrunLog,
     classify,
     open_alsa,
@@ -65,8 +67,6 @@ log = logging.getLogger(__name__)
 
 CAPTURE_RATE = 16_000
 """The Live API's input rate."""
-
-StateCallback = Callable[[DeviceState, AudioDeviceError | None], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,31 +148,19 @@ class CaptureStream:
         return period
 
 
-def call_in_loop(
-    loop: asyncio.AbstractEventLoop, func: Callable[..., object], *args: object
-) -> None:
-    """Run `func(*args)` on `loop`: directly if already there, else thread-safely."""
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        func(*args)
-    elif not loop.is_closed():
-        loop.call_soon_threadsafe(func, *args)
-
-
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
 
 
-class Capture:
+class Capture(ReportsDeviceState):
     """The microphone: `await start()`, then `async with open_stream() as s: async for p in s`.
 
     Built from `AudioConfig` (device, channels, channel, period_ms, preroll_ms,
     mic_gain_db). `opener` is the seam for a fake PCM in unit tests.
     """
+
+    direction = "capture"
 
     def __init__(
         self,
@@ -280,18 +268,6 @@ class Capture:
         return len(self._ring) * self.period_frames * 1000 // CAPTURE_RATE
 
     # --- the capture thread -------------------------------------------------------
-
-    def _set_state(self, state: DeviceState, error: AudioDeviceError | None) -> None:
-        if state == self.state and str(error) == str(self.error):
-            return  # a retry that failed the same way: said already
-        self.state = state
-        self.error = error
-        if error is not None:
-            log.error("%s", error)
-        elif state == DeviceState.OK:
-            log.info("capture device %r open", self.device)
-        if self._on_state is not None and self._loop is not None:
-            call_in_loop(self._loop, self._on_state, state, error)
 
     def _run(self) -> None:
         backoff = Backoff(*self._retry_s)

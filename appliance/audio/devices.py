@@ -8,6 +8,7 @@ pyalsaaudio is imported lazily so that unit tests with a fake PCM need no sound 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol
+
+log = logging.getLogger(__name__)
 
 Direction = Literal["capture", "playback"]
 
@@ -33,6 +36,47 @@ class DeviceState(StrEnum):
     BUSY = "busy"
     FAILED = "failed"
     STOPPED = "stopped"
+
+
+StateCallback = Callable[["DeviceState", "AudioDeviceError | None"], None]
+
+
+def call_in_loop(
+    loop: asyncio.AbstractEventLoop, func: Callable[..., object], *args: object
+) -> None:
+    """Run `func(*args)` on `loop`: directly if already there, else thread-safely."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        func(*args)
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(func, *args)
+
+
+class ReportsDeviceState:
+    """What Capture and Playback share: say each device state change once, as a log line
+    and through `on_state` on the event loop (for the LEDs and `appliance status`)."""
+
+    device: str
+    direction: Direction
+    state: DeviceState
+    error: AudioDeviceError | None
+    _on_state: StateCallback | None
+    _loop: asyncio.AbstractEventLoop | None
+
+    def _set_state(self, state: DeviceState, error: AudioDeviceError | None) -> None:
+        if state == self.state and str(error) == str(self.error):
+            return  # a retry that failed the same way: said already
+        self.state = state
+        self.error = error
+        if error is not None:
+            log.error("%s", error)
+        elif state == DeviceState.OK:
+            log.info("%s device %r open", self.direction, self.device)
+        if self._on_state is not None and self._loop is not None:
+            call_in_loop(self._loop, self._on_state, state, error)
 
 
 class AudioDeviceError(Exception):

@@ -17,7 +17,23 @@ from appliance.audio.devices import PcmSpec
 EPIPE = -32
 
 
-class FakeCapturePcm:
+class _FakePcm:
+    """What both fakes share: no poll descriptors (the engine falls back to its own
+    pacing), and a record of being closed."""
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def polldescriptors(self) -> list[tuple[int, int]]:
+        return []
+
+    def polldescriptors_revents(self, fds: list[tuple[int, int]]) -> int:
+        return 0
+
+
+class FakeCapturePcm(_FakePcm):
     """Returns numbered periods (every sample = the period number), paced by `delay_s`.
 
     `script` entries replace a read: an int is returned as the frame count (e.g. EPIPE),
@@ -44,17 +60,8 @@ class FakeCapturePcm:
         sample = value.to_bytes(2, "little", signed=True)
         return frames, sample * (frames * self.spec.channels)
 
-    def close(self) -> None:
-        self.closed = True
 
-    def polldescriptors(self) -> list[tuple[int, int]]:
-        return []
-
-    def polldescriptors_revents(self, fds: list[tuple[int, int]]) -> int:
-        return 0
-
-
-class FakePlaybackPcm:
+class FakePlaybackPcm(_FakePcm):
     """Accepts everything at once (like the `null` device) and remembers it.
 
     With `stalled = True` it plays nothing: the buffer fills and stays full (a device
@@ -97,15 +104,6 @@ class FakePlaybackPcm:
         with self.lock:
             self.drops += 1
             self.pending = 0
-        return 0
-
-    def close(self) -> None:
-        self.closed = True
-
-    def polldescriptors(self) -> list[tuple[int, int]]:
-        return []
-
-    def polldescriptors_revents(self, fds: list[tuple[int, int]]) -> int:
         return 0
 
 

@@ -35,7 +35,6 @@ from collections import deque
 from collections.abc import Callable
 
 from appliance.audio import dsp
-from appliance.audio.capture import StateCallback, call_in_loop
 from appliance.audio.devices import (
     AudioDeviceError,
     Backoff,
@@ -45,7 +44,10 @@ from appliance.audio.devices import (
     PcmWaiter,
     PlaybackOpener,
     PlaybackPcm,
+    ReportsDeviceState,
+    StateCallback,
     XrunLog,
+    call_in_loop,
     classify,
     open_alsa,
 )
@@ -59,13 +61,15 @@ PLAYBACK_RATE = 24_000
 """The Live API's output rate."""
 
 
-class Playback:
+class Playback(ReportsDeviceState):
     """The speaker. `enqueue()` reply chunks, `await drain()` at the end, `await stop()`.
 
     `playing` is True from the first chunk until the tail has played (`drain()`) or
     `stop()`; `on_playing(bool)` reports the same transitions on the event loop, for the
     half-duplex logic and the LEDs.
     """
+
+    direction = "playback"
 
     def __init__(
         self,
@@ -209,11 +213,6 @@ class Playback:
             self._set_playing(False)
         return played
 
-    async def wait_idle(self) -> None:
-        """Return once nothing is queued or playing (e.g. before reopening the mic)."""
-        while self.playing:
-            await self.drain()
-
     def _set_playing(self, playing: bool) -> None:
         if playing == self.playing:
             return
@@ -229,18 +228,6 @@ class Playback:
         self._chunks.clear()
         self._offset = 0
         self._queued = 0
-
-    def _set_state(self, state: DeviceState, error: AudioDeviceError | None) -> None:
-        if state == self.state and str(error) == str(self.error):
-            return  # a retry that failed the same way: said already
-        self.state = state
-        self.error = error
-        if error is not None:
-            log.error("%s", error)
-        elif state == DeviceState.OK:
-            log.info("playback device %r open", self.device)
-        if self._on_state is not None and self._loop is not None:
-            call_in_loop(self._loop, self._on_state, state, error)
 
     def _resolve_all(self, played: bool) -> None:
         """Answer every waiter (device lost or closing); called with or without the lock."""

@@ -615,6 +615,9 @@ class Appliance:
             "counters": {
                 **self.counters,
                 "mic_bytes_sent": self.mic.sent_bytes if self.mic else 0,
+                "mic_bytes_dropped_reconnecting": (
+                    self._live.dropped_audio_bytes if self._live else 0
+                ),
                 "capture_overruns": capture.overruns.total if capture else 0,
                 "playback_underruns": playback.underruns.total if playback else 0,
             },

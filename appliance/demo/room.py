@@ -316,9 +316,6 @@ class RoomClient:
         frames = self.sound_frames(threshold)
         return int(frames[-1]) + self.block if len(frames) else None
 
-    def connect_alsa(self) -> None:
-        """No-op: the alsa jack plugin connects itself to `rig:mic` / `rig:spk`."""
-
     def close(self) -> None:
         if not self._proc.is_alive():
             return

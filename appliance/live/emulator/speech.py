@@ -91,11 +91,6 @@ def speak(text: str, voice: str = "en-us", use_espeak: bool = True) -> bytes:
     return tones(text)
 
 
-def duration_s(pcm: bytes, rate: int = OUTPUT_RATE) -> float:
-    """Seconds of 16-bit mono PCM."""
-    return len(pcm) / (2 * rate)
-
-
 def wav_bytes_to_pcm(data: bytes) -> tuple[bytes, int]:
     """(PCM, rate) of a 16-bit mono WAV's bytes; used by the CLI's --reply-wav."""
     with wave.open(io.BytesIO(data), "rb") as wav:
