@@ -20,10 +20,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from appliance.daemon.state import STATES
 from appliance.hardware import boards
+from appliance.voice.wake import SHIPPED_MODELS as SHIPPED_WAKE_MODELS
 
 DEFAULT_PATH = Path("/etc/appliance/config.toml")
 """Where the service reads its config; `--config` or `APPLIANCE_CONFIG` override it."""
@@ -235,6 +244,34 @@ class BehaviourConfig(_Section):
     """Keep the session resumption handle this long after a conversation; 0 forgets."""
     tools: bool = True
     """Let the model call local functions (volume, time, stop, look)."""
+    send_audio: Literal["speech", "all"] = "speech"
+    """Toggle conversations: `speech` sends only what a local voice detector calls speech
+    (with the moments around it); `all` streams the microphone until the conversation ends."""
+
+
+class WakeConfig(_Section):
+    """`[wake]`: start a conversation by saying a wake word (detected on the device)."""
+
+    enabled: bool = False
+    model: str = Field("okay_nabu", min_length=1)
+    """A model shipped with pymicro-wakeword, or the path of a microWakeWord model's .json."""
+    threshold: float | None = Field(None, gt=0, lt=1)
+    """Detection score threshold; unset: the model's own (its `probability_cutoff`)."""
+    refractory_s: float = Field(2.0, ge=0, le=60)
+    """After a detection, ignore the wake word for this long."""
+
+    @field_validator("model")
+    @classmethod
+    def _model_known(cls, model: str) -> str:
+        if model in SHIPPED_WAKE_MODELS:
+            return model
+        path = Path(model)
+        if path.suffix != ".json":
+            shipped = ", ".join(SHIPPED_WAKE_MODELS)
+            raise ValueError(f"not a shipped model ({shipped}) nor the path of a model's .json")
+        if not path.is_file():
+            raise ValueError("no such file")
+        return model
 
 
 class ControlConfig(_Section):
@@ -263,8 +300,18 @@ class Config(_Section):
     leds: LedsConfig = LedsConfig()
     camera: CameraConfig = CameraConfig()
     behaviour: BehaviourConfig = BehaviourConfig()
+    wake: WakeConfig = WakeConfig()
     control: ControlConfig = ControlConfig()
     logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _wake_needs_toggle(self) -> Config:
+        if self.wake.enabled and self.behaviour.mode == "hold":
+            raise ValueError(
+                "wake.enabled: the wake word starts toggle conversations; set behaviour.mode = "
+                '"toggle" or wake.enabled = false'
+            )
+        return self
 
 
 class ConfigError(Exception):
@@ -359,6 +406,8 @@ def _describe(err: Any) -> str:
             hint = f"; did you mean {close[0]!r}?" if close else f"; allowed keys: {allowed}"
         return f"{key}: unknown key{hint}"
     message = str(err["msg"]).removeprefix("Value error, ")
+    if not loc:  # a check across sections names its keys itself
+        return message
     value = err.get("input")
     if kind == "missing" or isinstance(value, Mapping):
         return f"{key}: {message}"

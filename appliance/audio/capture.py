@@ -40,7 +40,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -79,6 +79,10 @@ class Period:
     (a batch while idle, or a late wake-up) the last one's stamp minus a period each."""
     seq: int
     """Consecutive per Capture; a gap in a stream means periods were dropped."""
+
+
+Tap = Callable[[Sequence[Period]], None]
+"""Sees every period delivered, in the capture thread (see `Capture.add_tap`)."""
 
 
 class CaptureStream:
@@ -173,6 +177,7 @@ class Capture(ReportsDeviceState):
         retry_s: tuple[float, float] = (0.5, 10.0),
         periods: int = 4,
         idle_batch: int = 5,
+        ring_ms: int = 0,
     ) -> None:
         self.device = config.capture_device
         self.period_frames = CAPTURE_RATE * config.period_ms // 1000
@@ -190,7 +195,10 @@ class Capture(ReportsDeviceState):
         )
         self._channel = config.capture_channel
         self._gain = dsp.db_to_gain(config.mic_gain_db)
-        self._ring: deque[Period] = deque(maxlen=-(-config.preroll_ms // config.period_ms))
+        # The pre-roll, or more when audio before a stream is wanted (`ring_ms`: the voice
+        # gate's detector warms up on it; the question after a wake word is taken from it).
+        ring = max(config.preroll_ms, ring_ms)
+        self._ring: deque[Period] = deque(maxlen=-(-ring // config.period_ms))
         self._handoff = handoff_periods
         self._opener = opener
         self._retry_s = retry_s
@@ -211,6 +219,8 @@ class Capture(ReportsDeviceState):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._partial = b""  # a short read's bytes, waiting for the rest of the period
         self._wakes: list[tuple[CaptureStream, asyncio.Future[None]]] = []
+        self._taps: list[Tap] = []
+        self._tapped: list[Period] = []  # delivered, not yet shown to the taps
 
     async def start(self) -> None:
         """Start the capture thread; returns at once (device faults show in `state`)."""
@@ -262,6 +272,11 @@ class Capture(ReportsDeviceState):
             with self._lock:
                 self._streams.remove(stream)
                 stream._close()
+
+    def add_tap(self, tap: Tap) -> None:
+        """Show every period to `tap` too, in the capture thread, after the streams'
+        consumers are woken (a wake-word detector: no thread or wake-up of its own)."""
+        self._taps.append(tap)
 
     def preroll_ms(self) -> int:
         """How much audio the ring holds right now."""
@@ -388,6 +403,8 @@ class Capture(ReportsDeviceState):
                 period = Period(data, now - (last - i) * self._period_ns, self.periods_read)
                 self.periods_read += 1
                 self._ring.append(period)
+                if self._taps:
+                    self._tapped.append(period)
                 for stream in self._streams:
                     waiter = stream._push(period)
                     if waiter is not None:
@@ -397,12 +414,21 @@ class Capture(ReportsDeviceState):
                     stream._live_from = self.periods_read
 
     def _wake_consumers(self) -> None:
-        """Wake the consumers of what was delivered: right before the thread sleeps, so
-        the event loop does not wait for this thread to let go of the GIL."""
+        """Wake the consumers of what was delivered, then show it to the taps: right
+        before the thread sleeps, so the event loop does not wait for this thread to let
+        go of the GIL, and no tap's work delays a stream."""
         wakes = self._wakes
         while wakes:
             stream, waiter = wakes.pop()
             stream._wake_consumer(waiter)
+        if self._tapped:
+            tapped, self._tapped = self._tapped, []
+            for tap in self._taps:
+                try:
+                    tap(tapped)
+                except Exception:  # a broken detector must not take the microphone down
+                    log.exception("capture tap %r failed; removed", tap)
+                    self._taps.remove(tap)
 
     def _polled_loop(self, pcm: CapturePcm, waiter: PcmWaiter) -> None:
         """A PCM without descriptors (a test double): read, and poll gently when empty."""

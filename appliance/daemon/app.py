@@ -36,6 +36,7 @@ from appliance.daemon.conversation import MicPump
 from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError
+from appliance.voice.hands_free import HandsFree, make_gate
 
 if TYPE_CHECKING:
     from appliance.live.client import LiveClient
@@ -47,6 +48,9 @@ import on a Pi Zero 2 W, which should neither delay start-up nor the first press
 log = logging.getLogger("appliance")
 
 VERBATIM = "Say exactly the following words, and nothing else: "
+
+AUDIO_TOKENS_PER_S = 25
+"""What the Live API bills a second of input audio."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,8 @@ class Appliance:
         self.volume: Volume | None = None
         self.earcons = Earcons(config.audio.earcons)
         self.mic: MicPump | None = None
+        self.hands_free = HandsFree(config, self.post)
+        self._sent_before = 0  # mic bytes sent before this conversation
         self.button: Any = None
         self.leds: Any = None
         self.camera: Any = None
@@ -156,13 +162,26 @@ class Appliance:
         if self.api_key is not None:
             service.SECRETS.register(self.api_key.get_secret_value())
         self.volume = Volume(cfg.audio, self.state_dir)
-        self.capture = Capture(cfg.audio, on_state=self._device_callback("microphone"))
-        self.playback = Playback(
-            cfg.audio, volume=self.volume, on_state=self._device_callback("speaker")
+        self.capture = Capture(
+            cfg.audio,
+            on_state=self._device_callback("microphone"),
+            ring_ms=HandsFree.ring_ms(cfg),
         )
+        self.playback = Playback(
+            cfg.audio,
+            volume=self.volume,
+            on_state=self._device_callback("speaker"),
+            on_playing=self.hands_free.speaker,
+        )
+        self.hands_free.attach(self.capture, asyncio.get_running_loop())
         await self.capture.start()
         await self.playback.start()
-        self.mic = MicPump(self.capture)
+        self.mic = MicPump(
+            self.capture,
+            preroll_ms=cfg.audio.preroll_ms,
+            gate=make_gate(cfg),
+            on_voice=self.hands_free.voice,
+        )
         self._open_hardware()
         self.control = ControlServer(
             socket_path(cfg.control, self.env), _ControlHandler(self), group=cfg.control.group
@@ -233,6 +252,7 @@ class Appliance:
         self._close_hardware()
         if self.capture is not None:
             await self.capture.stop()
+        self.hands_free.close()
         if self.playback is not None:
             await self.playback.close()
         for task in list(self._background):
@@ -283,6 +303,7 @@ class Appliance:
             extra=service.fields(state=after, session=str(self.session_no), turn=self.turn_no),
         )
         if transition.before != after:
+            self.hands_free.follow(after)
             if self.leds is not None:
                 self.leds.show(after)
             self.notifier.status(self._status_line())
@@ -305,15 +326,13 @@ class Appliance:
                 self._open_session()
             case state.CloseSession():
                 await self._close_session()
-            case state.KeepMic(preroll=preroll):
+            case state.KeepMic(preroll=preroll, since_ns=since_ns):
                 assert self.mic is not None
-                await self.mic.keep(preroll)
+                await self.mic.keep(preroll, since_ns)
             case state.StreamMic(live=live, preroll=preroll, delay_ms=delay):
                 assert self.mic is not None
                 if self._live is not None:
-                    await self.mic.stream(
-                        self._live.send_audio, live=live, preroll=preroll, delay_ms=delay
-                    )
+                    await self.mic.stream(self._live, live=live, preroll=preroll, delay_ms=delay)
             case state.StopMic(keep=keep):
                 assert self.mic is not None
                 await self.mic.stop(keep)
@@ -371,6 +390,7 @@ class Appliance:
     def _open_session(self) -> None:
         self.session_no += 1
         self.counters["conversations"] += 1
+        self._sent_before = self.mic.sent_bytes if self.mic else 0
         self._end_after_reply = False
         number = self.session_no
         if self.api_key is None:
@@ -439,13 +459,15 @@ class Appliance:
             return
         await client.close()
         tally = self.usage.end_conversation()
-        if tally.turns:
-            log.info(
-                "conversation %d used %s",
-                self.session_no,
-                tally.summary(),
-                extra=service.fields(session=str(self.session_no)),
-            )
+        sent_s, audio_tokens = self._audio_sent()
+        log.info(
+            "conversation %d sent %.1f s of microphone audio (%d input tokens); used %s",
+            self.session_no,
+            sent_s,
+            audio_tokens,
+            tally.summary() if tally.turns else "no tokens",
+            extra=service.fields(session=str(self.session_no), audio_sent_s=f"{sent_s:.1f}"),
+        )
         if self.config.behaviour.remember_s <= 0:
             self.handles.forget()
 
@@ -603,8 +625,16 @@ class Appliance:
 
     # -- control socket -----------------------------------------------------------------
 
+    def _audio_sent(self) -> tuple[float, int]:
+        """Seconds of mic audio this conversation has sent, and the input tokens they
+        cost at the Live API's rate for audio."""
+        sent = (self.mic.sent_bytes if self.mic else 0) - self._sent_before
+        seconds = MicPump.seconds(sent)
+        return seconds, round(seconds * AUDIO_TOKENS_PER_S)
+
     def status(self) -> dict[str, Any]:
         capture, playback = self.capture, self.playback
+        sent_s, audio_tokens = self._audio_sent()
         return {
             "state": self.machine.state,
             "session": self.session_no,
@@ -621,6 +651,8 @@ class Appliance:
                 "capture_overruns": capture.overruns.total if capture else 0,
                 "playback_underruns": playback.underruns.total if playback else 0,
             },
+            "audio_sent": {"seconds": round(sent_s, 2), "input_tokens": audio_tokens},
+            "wake": self.hands_free.status(),
             "tokens": {
                 "conversation": self.usage.conversation.as_dict(),
                 "today": self.usage.today().as_dict(),

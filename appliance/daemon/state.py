@@ -10,6 +10,8 @@ and speaker, close the session; events not listed are ignored and change nothing
 
     state       event                        next        notes
     idle        Press                        connecting  mic audio kept (pre-roll first)
+    idle        Wake (T)                     connecting  mic audio kept from the wake
+                                                         word's end (its question)
     idle        Ask                          connecting  typed turn, mic stays off
     connecting  SessionReady/Resumed         listening   T: stream mic, arm timeout;
                                                          H held: activityStart, stream mic
@@ -29,6 +31,7 @@ and speaker, close the session; events not listed are ignored and change nothing
     thinking    Timeout                      idle        no answer in reply_timeout_s:
                                                          end, error chime
     speaking    Press                        listening   barge-in: speaker stops at once
+    speaking    Wake (T, full duplex)        listening   the same, by voice
     speaking    Interrupted                  listening   T: speaker stops; H: idle
     speaking    TurnComplete                 speaking    wait for the speaker to drain
     speaking    PlaybackDrained (after TC)   listening   T: mic back after the tail;
@@ -40,7 +43,7 @@ and speaker, close the session; events not listed are ignored and change nothing
     muted       Mute(off)                    idle        capture reopened
     muted       Press                        muted       a reminder chime
     any         Offline / Fatal              offline / error   end, error chime
-    offline/error  Press/Ask                 connecting  a retry;  Reset -> idle
+    offline/error  Press/Wake/Ask            connecting  a retry;  Reset -> idle
 
 ("active" = connecting, listening, thinking, speaking.) Muted means no mic audio at all:
 capture is closed and nothing leaves the device until `Mute(on=False)`.
@@ -82,6 +85,15 @@ ACTIVE: frozenset[State] = frozenset({"connecting", "listening", "thinking", "sp
 @dataclass(frozen=True, slots=True)
 class Press:
     """The talk gesture: button press, or `appliance talk`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """The wake word was heard (toggle mode). Starts a conversation like `Press`, keeping
+    the audio from `audio_from_ns` on (the question may follow in the same breath); in
+    full duplex it also barges in on a reply. Anywhere else it changes nothing."""
+
+    audio_from_ns: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +194,7 @@ class Reset:
 
 Event = (
     Press
+    | Wake
     | Release
     | Stop
     | Mute
@@ -217,11 +230,13 @@ class CloseSession:
 
 @dataclass(frozen=True, slots=True)
 class KeepMic:
-    """Keep mic audio for the session that is connecting: the pre-roll (if `preroll`),
-    then everything captured from now on (if audio is already kept, continue after it).
-    Nothing is sent until `StreamMic`."""
+    """Keep mic audio for the session that is connecting: the pre-roll (if `preroll`), or
+    everything captured since `since_ns` (a wake word's question), then everything
+    captured from now on (if audio is already kept, continue after it). Nothing is sent
+    until `StreamMic`."""
 
     preroll: bool = True
+    since_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,6 +504,12 @@ def _table(p: Policy, m: Memory, ev: Event) -> Step:
                 KeepMic(),
                 OpenSession(),
             )
+        case (("idle" | "offline" | "error"), Wake()) if toggle:
+            return Memory("connecting", voice=True), (
+                Earcon("wake"),
+                KeepMic(since_ns=ev.audio_from_ns),
+                OpenSession(),
+            )
         case (("idle" | "offline" | "error"), Ask()):
             return Memory("connecting", pending=ev), (OpenSession(),)
 
@@ -544,6 +565,8 @@ def _table(p: Policy, m: Memory, ev: Event) -> Step:
         # speaking
         case "speaking", Press() if toggle and m.voice:
             return listen_again(StopPlayback())
+        case "speaking", Wake() if toggle and m.voice and not p.half_duplex:
+            return listen_again(StopPlayback())  # barge-in by voice: the mic is open
         case "speaking", Press() if toggle:  # a typed conversation becomes a spoken one
             acts = (StopPlayback(), StreamMic(), ArmTimeout(p.timeout_s))
             return go("listening", *acts, voice=True, turn_done=False)

@@ -52,7 +52,7 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 """websockets' 1 MiB default closes the socket on a large reply frame or a big JPEG."""
 BACKLOG_AUDIO_BYTES = 60 * 32000
 """At most this much 16 kHz audio (60 s) is kept while reconnecting; older is dropped."""
-REALTIME_KINDS = frozenset({"audio", "video", "activity_start", "activity_end"})
+REALTIME_KINDS = frozenset({"audio", "audio_stream_end", "video", "activity_start", "activity_end"})
 """Input that is resent on a new connection if the model had not answered it yet."""
 COALESCE_AUDIO_BYTES = 3200
 """When audio queues up, periods are joined into messages of up to 100 ms: fewer frames."""
@@ -161,6 +161,11 @@ class LiveClient:
         self._put(_Outgoing("audio", pcm))
         while self._outbox_audio_bytes > BACKLOG_AUDIO_BYTES:
             self._drop_oldest_audio()
+
+    def end_audio_stream(self) -> None:
+        """The microphone pauses (the voice gate closed): the service flushes what it has
+        and may end the turn; sending audio again reopens the stream."""
+        self._put(_Outgoing("audio_stream_end"))
 
     def send_video(self, jpeg: bytes) -> None:
         """Queue one JPEG frame."""
@@ -381,6 +386,8 @@ class LiveClient:
         kind, payload = item.kind, item.payload
         if kind == "audio":
             await session.send_realtime_input(audio=types.Blob(data=payload, mime_type=AUDIO_MIME))
+        elif kind == "audio_stream_end":
+            await session.send_realtime_input(audio_stream_end=True)
         elif kind == "video":
             await session.send_realtime_input(
                 video=types.Blob(data=payload, mime_type="image/jpeg")

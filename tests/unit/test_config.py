@@ -69,7 +69,7 @@ def test_unknown_section_lists_allowed_sections() -> None:
     ]
     assert errors_of("[speaker]\nvolume = 3") == [
         "/etc/appliance/config.toml: speaker: unknown key; allowed keys: board, live, audio, "
-        "button, leds, camera, behaviour, control, logging"
+        "button, leds, camera, behaviour, wake, control, logging"
     ]
 
 
@@ -225,3 +225,29 @@ def test_check_verb_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_every_led_state_has_a_default_pattern() -> None:
     assert set(config.LedsConfig().states) == set(config.LED_STATES)
+
+
+def test_wake_model_must_be_shipped_or_a_json_file(tmp_path: Path) -> None:
+    assert errors_of('[wake]\nmodel = "okay_nabo"') == [
+        "/etc/appliance/config.toml: wake.model: not a shipped model (okay_nabu, hey_jarvis, "
+        "alexa, hey_mycroft) nor the path of a model's .json (got 'okay_nabo')"
+    ]
+    missing = tmp_path / "mine.json"
+    assert errors_of(f'[wake]\nmodel = "{missing}"') == [
+        f"/etc/appliance/config.toml: wake.model: no such file (got '{missing}')"
+    ]
+    missing.write_text("{}")
+    assert config.parse(f'[wake]\nmodel = "{missing}"').wake.model == str(missing)
+
+
+def test_wake_word_needs_toggle_mode() -> None:
+    assert errors_of('[behaviour]\nmode = "hold"\n[wake]\nenabled = true') == [
+        "/etc/appliance/config.toml: wake.enabled: the wake word starts toggle conversations; "
+        'set behaviour.mode = "toggle" or wake.enabled = false'
+    ]
+
+
+def test_shipped_wake_models_are_the_packages() -> None:
+    from pymicro_wakeword import Model
+
+    assert set(config.SHIPPED_WAKE_MODELS) == {m.value for m in Model}

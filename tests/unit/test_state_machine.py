@@ -46,6 +46,7 @@ from appliance.daemon.state import (
     TurnComplete,
     UserSpeech,
     UserTurnEnded,
+    Wake,
 )
 
 TOGGLE = Policy(mode="toggle", half_duplex=True, tail_ms=300, timeout_s=20.0)
@@ -69,6 +70,7 @@ HOLD_PATHS = {
 }
 ALL_EVENTS: list[sm.Event] = [
     Press(),
+    Wake(audio_from_ns=123),
     Release(),
     Stop(),
     Mute(on=True),
@@ -358,3 +360,49 @@ def test_random_walks_keep_the_privacy_rules(policy: Policy) -> None:
                 assert not mic.streaming, str(step)
             if state in ("idle", "offline", "error", "muted"):
                 assert machine.memory == sm.Memory(state=state), str(step)
+
+
+# --- the wake word ------------------------------------------------------------------------
+
+WAKE = Wake(audio_from_ns=5_000_000)
+WAKE_EXPECTED = {
+    # state: (half duplex next, full duplex next)
+    "idle": ("connecting", "connecting"),
+    "connecting": ("connecting", "connecting"),
+    "listening": ("listening", "listening"),
+    "thinking": ("thinking", "thinking"),
+    "speaking": ("speaking", "listening"),
+    "muted": ("muted", "muted"),
+    "offline": ("connecting", "connecting"),
+    "error": ("connecting", "connecting"),
+}
+
+
+@pytest.mark.parametrize("state", sm.STATES)
+def test_wake_word_starts_a_conversation_and_only_barges_in_in_full_duplex(state: str) -> None:
+    full = Policy(mode="toggle", half_duplex=False)
+    for policy, expected in zip((TOGGLE, full), WAKE_EXPECTED[state], strict=True):
+        step = at(state, policy).handle(WAKE)
+        assert step.after == expected, (policy.half_duplex, state)
+        if state != expected and state in ("idle", "offline", "error"):
+            # Like a press, but the audio kept starts where the wake word ended.
+            assert step.actions == (
+                Earcon("wake"),
+                KeepMic(since_ns=5_000_000),
+                OpenSession(),
+            )
+        elif state == "speaking" and expected == "listening":
+            assert StopPlayback() in step.actions
+        else:
+            assert step.actions == (), (state, step)
+
+
+def test_wake_word_conversation_streams_the_kept_question_once_ready() -> None:
+    machine = StateMachine(TOGGLE)
+    machine.handle(WAKE)
+    step = machine.handle(SessionReady())
+    assert (step.after, step.actions) == ("listening", (StreamMic(), ArmTimeout(20.0)))
+
+
+def test_wake_word_means_nothing_in_hold_mode() -> None:
+    assert at("idle", HOLD).handle(WAKE).after == "idle"

@@ -1,0 +1,127 @@
+"""The voice gate: with a fake detector (exact rules), then with pymicro-vad on a real
+voice (alsa-utils' Front_Center.wav) and on noise."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from appliance.voice.gate import FRAME_BYTES, FakeSpeechDetector, MicroVadDetector, VoiceGate
+
+PERIOD = 640  # 20 ms
+
+
+def loud(n: int = 1) -> list[bytes]:
+    return [(1000).to_bytes(2, "little") * (PERIOD // 2) for _ in range(n)]
+
+
+def quiet(n: int = 1) -> list[bytes]:
+    return [bytes(PERIOD) for _ in range(n)]
+
+
+def run(gate: VoiceGate, periods: list[bytes]) -> tuple[list[bytes], list[str]]:
+    sent: list[bytes] = []
+    edges: list[str] = []
+    for pcm in periods:
+        out = gate.push(pcm)
+        sent.extend(out.send)
+        edges += ["open"] * out.opened + ["close"] * out.closed
+    return sent, edges
+
+
+def test_sends_speech_with_lookback_and_hangover_then_closes() -> None:
+    gate = VoiceGate(FakeSpeechDetector(), lookback_ms=100, hangover_ms=60, start_frames=2)
+    # quiet to the fake (first sample zero), yet each period distinct
+    room = [bytes(2) + bytes([i]) + bytes(PERIOD - 3) for i in range(10)]
+    speech = loud(5)
+    after = quiet(10)
+    sent, edges = run(gate, room + speech + after)
+    assert edges == ["open", "close"]
+    # 100 ms lookback = the last 5 room periods, the speech, 60 ms = 3 periods of hangover
+    assert sent == room[-5:] + speech + after[:3]
+    assert not gate.open
+
+
+def test_reopens_for_the_next_utterance_and_pause_forgets_the_lookback() -> None:
+    gate = VoiceGate(FakeSpeechDetector(), lookback_ms=40, hangover_ms=0, start_frames=2)
+    sent, edges = run(gate, quiet(3) + loud(2) + quiet(3) + loud(1) + quiet(1))
+    assert edges == ["open", "close", "open", "close"]
+    assert len(sent) == 2 + 2 + 2 + 1  # lookback + speech, twice
+    gate.pause()
+    sent, edges = run(gate, loud(1))
+    assert sent == loud(1) and edges == ["open"]  # nothing from before the pause
+
+
+def test_a_detector_still_warming_up_counts_as_speech() -> None:
+    gate = VoiceGate(
+        FakeSpeechDetector(warmup_frames=4), lookback_ms=0, hangover_ms=0, start_frames=2
+    )
+    sent, edges = run(gate, quiet(4))
+    assert len(sent) == 2 and edges == ["open", "close"]  # fails open, never loses words
+
+
+def test_a_lone_speech_frame_does_not_open_the_gate() -> None:
+    gate = VoiceGate(FakeSpeechDetector(), lookback_ms=0, hangover_ms=0, start_frames=3)
+    click = loud(1)[0][:320] + bytes(320)  # one 10 ms frame of "speech"
+    sent, edges = run(gate, [click, *quiet(2), click])
+    assert sent == [] and edges == []
+
+
+def test_warm_audio_is_judged_but_never_sent() -> None:
+    detector = FakeSpeechDetector(warmup_frames=4)
+    gate = VoiceGate(detector, lookback_ms=100, hangover_ms=0)
+    for pcm in loud(2):
+        gate.warm(pcm)
+    assert detector.frames == 4
+    sent, edges = run(gate, quiet(3))
+    assert sent == [] and edges == []
+
+
+def test_frames_are_exactly_10_ms() -> None:
+    detector = FakeSpeechDetector()
+    gate = VoiceGate(detector, period_ms=30)
+    gate.push(bytes(960))  # 30 ms: three frames
+    assert detector.frames == 3 and FRAME_BYTES == 320
+
+
+# --- pymicro-vad itself --------------------------------------------------------------------
+
+
+def pcm16k(path: Path, tmp: Path) -> bytes:
+    out = tmp / (path.stem + ".raw")
+    subprocess.run(
+        ["sox", str(path), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", str(out)],
+        check=True,
+    )
+    return out.read_bytes()
+
+
+def periods_of(pcm: bytes) -> list[bytes]:
+    return [pcm[i : i + PERIOD] for i in range(0, len(pcm) - PERIOD + 1, PERIOD)]
+
+
+def test_pymicro_vad_gate_passes_a_real_voice_and_not_noise(tmp_path: Path) -> None:
+    voice = pcm16k(Path("/usr/share/sounds/alsa/Front_Center.wav"), tmp_path)
+    noise = pcm16k(Path("/usr/share/sounds/alsa/Noise.wav"), tmp_path)
+    gate = VoiceGate(MicroVadDetector(), lookback_ms=400, hangover_ms=200)
+    for pcm in periods_of(bytes(32000)):  # 1 s of room to warm up on, as the ring gives
+        gate.warm(pcm)
+    sent, edges = run(gate, periods_of(bytes(16000) + voice + bytes(64000)))
+    assert edges == ["open", "close"]
+    voiced = b"".join(sent)
+    # Every loud 20 ms of the voice is in what was sent.
+    loud_periods = [p for p in periods_of(voice) if max(map(abs, memoryview(p).cast("h"))) > 2000]
+    assert loud_periods and all(p in voiced for p in loud_periods)
+    # ...and not much more than the voice: lookback, the detector's hold and the hangover.
+    assert len(voiced) / 32000 < len(voice) / 32000 + 1.5
+
+    sent, edges = run(gate, periods_of(noise * 3))
+    assert sent == [] and edges == []
+
+
+def test_pymicro_vad_rejects_short_frames() -> None:
+    # Why the gate cuts 10 ms frames itself.
+    with pytest.raises(ValueError, match="320 bytes"):
+        MicroVadDetector().probability(bytes(160))
