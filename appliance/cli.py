@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("demo-reply.wav"),
         help="where the virtual room's recording of the speaker goes",
     )
+    demo.add_argument(
+        "--wake",
+        action="store_true",
+        help="turn the wake word on; the virtual room says it with a question",
+    )
     mode = demo.add_mutually_exclusive_group()
     mode.add_argument("--interactive", action="store_true", default=None, help="wait for keys")
     mode.add_argument(
@@ -237,6 +242,10 @@ def _demo(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EX_CONFIG
     options = DemoOptions(
-        audio=args.audio, wav=args.wav, out=args.out, interactive=args.interactive
+        audio=args.audio,
+        wav=args.wav,
+        out=args.out,
+        interactive=args.interactive,
+        wake=args.wake,
     )
     return run_demo(cfg, found[0] if found else None, options)

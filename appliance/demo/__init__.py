@@ -6,6 +6,7 @@
   (`appliance.demo.room`: a JACK dummy server, and a "room" that says a WAV into the
   microphone and records the speaker to a WAV file).
 - Button and LEDs: the keyboard and the terminal.
+- `--wake`: the wake word is on; the virtual room says it, with a question after it.
 
 Without a terminal (CI, a pipe) it runs a short scripted conversation and exits; in a
 terminal it waits for keys.
@@ -48,6 +49,7 @@ class DemoOptions:
     wav: Path = DEFAULT_WAV
     out: Path = Path("demo-reply.wav")
     interactive: bool | None = None  # None: when stdin is a terminal
+    wake: bool = False  # the wake word is on; the room says it before its question
 
 
 class Terminal:
@@ -95,6 +97,10 @@ async def _demo(config: Config, api_key: SecretStr | None, options: DemoOptions)
     from appliance.daemon import service
 
     service.setup_logging("warning", journal=False)
+    if options.wake:
+        if config.behaviour.mode != "toggle":
+            raise SystemExit('appliance demo --wake: the wake word needs behaviour.mode = "toggle"')
+        config = _with(config, "wake", enabled=True)
     term = Terminal(config)
     with tempfile.TemporaryDirectory(prefix="appliance-demo-") as tmp_name:
         tmp = Path(tmp_name)
@@ -212,8 +218,17 @@ async def _converse(
         on_transcript=term.transcript,
     )
     voice = _voice_48k(options.wav) if room is not None else None
+    wake_words = wake_phrase(config)
+    question = f"{wake_words}, what's the time?"
 
     async def talk() -> None:
+        if options.wake:
+            if room is not None:
+                term.say(f'  (the room says "{question}")')
+                room.play(_spoken_48k(question))
+            else:
+                term.say(f'  (say "{question}")')
+            return
         app.post(state.Press())
         await until("listening")
         if room is not None:
@@ -221,6 +236,12 @@ async def _converse(
             room.play(voice)
         else:
             term.say("  (speak now)")
+
+    async def follow_up() -> None:
+        """A question in an open conversation: no wake word, no press."""
+        if room is not None:
+            term.say(f"  (the room says {options.wav.name}: a follow-up, no wake word)")
+            room.play(voice)
 
     runner = asyncio.create_task(app.run())
     try:
@@ -230,7 +251,9 @@ async def _converse(
             return runner.result()
         interactive = sys.stdin.isatty() if options.interactive is None else options.interactive
         if interactive:
-            await _keyboard(app, talk, term)
+            await _keyboard(app, talk, term, options.wake)
+        elif options.wake:
+            await _wake_script(app, talk, follow_up, until, term)
         else:
             await _script(app, talk, until, term)
         status = app.status()
@@ -259,12 +282,51 @@ async def _script(app: Any, talk: Any, until: Any, term: Any) -> None:
     await until("idle", 10)
 
 
-async def _keyboard(app: Any, talk: Any, term: Any) -> None:
+async def _wake_script(app: Any, talk: Any, follow_up: Any, until: Any, term: Any) -> None:
     from appliance.daemon import state
 
     term.say(
-        "Keys: Enter = press the button, s = stop, m = mute on/off, "
-        "a TEXT = type to the assistant, q = quit."
+        "Scripted demo (no terminal): the room says the wake word and a question in one "
+        "breath, then a follow-up without it."
+    )
+    await talk()
+    await until("speaking")
+    await until("listening")
+    await follow_up()
+    await until("speaking")
+    await until("listening")
+    app.post(state.Stop())
+    await until("idle", 10)
+
+
+def wake_phrase(config: Config) -> str:
+    """What to say to wake the configured model ("okay nabu")."""
+    import json
+
+    model = config.wake.model
+    if model.endswith(".json"):
+        return str(json.loads(Path(model).read_text()).get("wake_word", model)).lower()
+    return model.replace("_", " ")
+
+
+def _spoken_48k(text: str) -> Any:
+    """`text` said by espeak-ng, for the virtual room's microphone."""
+    import numpy as np
+
+    from appliance.live.emulator.speech import OUTPUT_RATE, resample, speak
+
+    pcm = resample(speak(text), OUTPUT_RATE, 48000)
+    voice = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+    return np.concatenate([voice, np.zeros(48000, np.float32)])
+
+
+async def _keyboard(app: Any, talk: Any, term: Any, wake: bool) -> None:
+    from appliance.daemon import state
+
+    term.say(
+        "Keys: Enter = press the button"
+        + (" (--wake: the room says the wake word)" if wake else "")
+        + ", s = stop, m = mute on/off, a TEXT = type to the assistant, q = quit."
     )
     while True:
         line = await asyncio.to_thread(sys.stdin.readline)

@@ -162,6 +162,9 @@ class _RigCore:
         self._rec_frames = np.zeros(nblocks, dtype=np.int64)
         self._rec_n = 0
         self.recording = False
+        self._echo: Any = None  # past speaker blocks, oldest first (None: no echo)
+        self._echo_gain = 0.0
+        self._last_spk = np.zeros(self.block, dtype=np.float32)
         self.client.set_process_callback(self._process)
         self.client.activate()
 
@@ -183,8 +186,17 @@ class _RigCore:
                 out[:] = 0
         else:
             out[:] = 0
+        spk = self.spk.get_array()
+        if self._echo is not None and frames == self.block:
+            # The room returns the speaker to the microphone, late and quieter. A block
+            # identical to the one before is the jack plugin repeating itself: silence.
+            echo = self._echo
+            out += self._echo_gain * echo[0]
+            echo[:-1] = echo[1:]
+            echo[-1] = 0 if self._np.array_equal(spk, self._last_spk) else spk
+            self._last_spk[:] = spk
         if self.recording and self._rec_n < len(self._rec) and frames == self.block:
-            self._rec[self._rec_n] = self.spk.get_array()
+            self._rec[self._rec_n] = spk
             self._rec_frames[self._rec_n] = now
             self._rec_n += 1
 
@@ -197,6 +209,14 @@ class _RigCore:
         self._signal_at = start
         self._signal = self._np.asarray(signal, dtype=self._np.float32)
         return start
+
+    def set_echo(self, delay_ms: int, gain: float) -> None:
+        if gain <= 0:
+            self._echo = None
+            return
+        blocks = max(1, round(delay_ms * self.rate / 1000 / self.block))
+        self._echo_gain = gain
+        self._echo = self._np.zeros((blocks, self.block), dtype=self._np.float32)
 
     def start_recording(self) -> None:
         self._rec_n = 0
@@ -284,6 +304,11 @@ class RoomClient:
     def play(self, signal: Any, *, loop: bool = False, at_frame: int | None = None) -> int:
         """Inject `signal` (float32, -1..1, at the server rate) into `mic`; returns its start."""
         return int(self._call("play", self._np.asarray(signal, self._np.float32), loop, at_frame))
+
+    def echo(self, delay_ms: int = 50, gain: float = 0.5) -> None:
+        """Return what the speaker plays to the microphone, `delay_ms` late, times `gain`
+        (a room and a speaker next to the microphone; 0 gain: no echo)."""
+        self._call("set_echo", delay_ms, gain)
 
     def start_recording(self) -> None:
         self._call("start_recording")
