@@ -23,6 +23,8 @@ and speaker, close the session; events not listed are ignored and change nothing
     listening   Release (H)                  thinking    activityEnd, mic off
     listening   Press (T) / Timeout (T)      idle        end
     listening   UserSpeech (T)               listening   re-arm the silence timeout
+    listening   VoiceActivity (T)            listening   local speech: stop the timeout;
+                                                         its end: arm it again
     listening   UserTurnEnded (T)            thinking
     listening   ReplyStarted (T)             speaking    half duplex: mic off
     thinking    ReplyStarted                 speaking
@@ -158,6 +160,14 @@ class UserSpeech:
 
 
 @dataclass(frozen=True, slots=True)
+class VoiceActivity:
+    """The voice gate on the device heard speech start (`speaking`) or end: the silence
+    timeout counts local silence, so it stops while someone speaks and restarts after."""
+
+    speaking: bool
+
+
+@dataclass(frozen=True, slots=True)
 class UserTurnEnded:
     """The server has taken the turn before any audio (toggle mode: e.g. a tool call)."""
 
@@ -205,6 +215,7 @@ Event = (
     | Offline
     | Fatal
     | UserSpeech
+    | VoiceActivity
     | UserTurnEnded
     | ReplyStarted
     | Interrupted
@@ -543,6 +554,8 @@ def _table(p: Policy, m: Memory, ev: Event) -> Step:
             return end()
         case "listening", UserSpeech() if toggle:
             return go("listening", ArmTimeout(p.timeout_s))
+        case "listening", VoiceActivity(speaking=speaking) if toggle:
+            return go("listening", CancelTimeout() if speaking else ArmTimeout(p.timeout_s))
         case "listening", UserTurnEnded() if toggle:
             return go("thinking", CancelTimeout())
         case "listening", ReplyStarted() if toggle:

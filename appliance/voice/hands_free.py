@@ -2,7 +2,7 @@
 
 The daemon only wires this: it hands over the capture device, tells it the state the
 machine is in and when the speaker plays, and receives state-machine events back
-(`Wake` for a detection, `UserSpeech` when the gate opens or closes, so the silence
+(`Wake` for a detection, `VoiceActivity` when the gate opens or closes, so the silence
 timeout counts local silence). Each rule about when the wake word may fire lives here:
 
 - only while no conversation is open (follow-ups need no wake word), or in full duplex
@@ -28,9 +28,11 @@ from appliance.voice.wake import Detection, WakeListener, open_detector
 
 log = logging.getLogger("appliance.voice")
 
-RING_MS = 1000
-"""Capture history kept when hands-free features are on: the gate's detector warms up
-on it (pymicro-vad needs 0.75 s) and a wake word's question is taken from it."""
+RING_MS = 2000
+"""Capture history kept when hands-free features are on: a wake word's question is taken
+from it, and the gate's detector warms up on what comes before the audio a conversation
+sends (pymicro-vad needs 0.76 s before its first verdict and the gate 0.5 s of verdicts
+before it trusts a "quiet"; until then it sends everything), with the pre-roll on top."""
 
 GATE_LOOKBACK_MS = 400
 """Audio sent from before the detected start of speech (the detector's start lag is
@@ -131,8 +133,9 @@ class HandsFree:
         self._post(state.Wake(detection.audio_from_ns))
 
     def voice(self, speaking: bool) -> None:
-        """The gate opened (speaking) or closed: either restarts the silence timeout."""
-        self._post(state.UserSpeech())
+        """The gate opened (speaking) or closed after speech: the silence timeout counts
+        local silence."""
+        self._post(state.VoiceActivity(speaking))
 
     def status(self) -> dict[str, Any]:
         wake = self.wake

@@ -46,6 +46,7 @@ from appliance.daemon.state import (
     TurnComplete,
     UserSpeech,
     UserTurnEnded,
+    VoiceActivity,
     Wake,
 )
 
@@ -71,6 +72,8 @@ HOLD_PATHS = {
 ALL_EVENTS: list[sm.Event] = [
     Press(),
     Wake(audio_from_ns=123),
+    VoiceActivity(speaking=True),
+    VoiceActivity(speaking=False),
     Release(),
     Stop(),
     Mute(on=True),
@@ -406,3 +409,11 @@ def test_wake_word_conversation_streams_the_kept_question_once_ready() -> None:
 
 def test_wake_word_means_nothing_in_hold_mode() -> None:
     assert at("idle", HOLD).handle(WAKE).after == "idle"
+
+
+def test_the_silence_timeout_counts_local_silence() -> None:
+    machine = at("listening", TOGGLE)
+    assert machine.handle(VoiceActivity(speaking=True)).actions == (CancelTimeout(),)
+    assert machine.handle(VoiceActivity(speaking=False)).actions == (ArmTimeout(20.0),)
+    assert at("speaking", TOGGLE).handle(VoiceActivity(speaking=True)).actions == ()
+    assert at("listening", HOLD).handle(VoiceActivity(speaking=False)).actions == ()
