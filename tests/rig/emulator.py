@@ -133,3 +133,10 @@ def absorb(turn: Turn, msg: Any) -> None:
     update = msg.session_resumption_update
     if update is not None and update.new_handle:
         turn.resumption_handles.append(update.new_handle)
+
+
+def received_16k(emu: Any) -> Any:
+    """All the microphone audio the emulator received, as float32 at 16 kHz."""
+    import numpy as np
+
+    return np.frombuffer(emu.received_audio(), dtype="<i2").astype(np.float32) / 32768

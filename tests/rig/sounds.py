@@ -82,3 +82,33 @@ def sequence(*parts: Any) -> Any:
     import numpy as np
 
     return np.concatenate(parts).astype(np.float32)
+
+
+def pcm_16k(path: Path) -> bytes:
+    """A sound file as the Live API's input: 16 kHz mono S16_LE bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "16k.raw"
+        subprocess.run(
+            ["sox", str(path), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", str(out)],
+            check=True,
+        )
+        return out.read_bytes()
+
+
+def espeak_16k(text: str, voice: str = "en-us") -> bytes:
+    """`text` said by espeak-ng's `voice`, as 16 kHz mono S16_LE bytes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "say.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), text], check=True)
+        return pcm_16k(wav)
+
+
+def best_match(heard: Any, piece: Any) -> float:
+    """Normalised cross-correlation peak of `piece` within `heard` (1.0: found exactly)."""
+    import numpy as np
+
+    if len(heard) < len(piece):
+        return 0.0
+    corr = np.correlate(heard, piece, mode="valid")
+    energy = np.sqrt(np.convolve(heard**2, np.ones(len(piece)), mode="valid"))
+    return float((corr / (energy * np.linalg.norm(piece) + 1e-9)).max())

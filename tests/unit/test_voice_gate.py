@@ -3,12 +3,10 @@ voice (alsa-utils' Front_Center.wav) and on noise."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import pytest
 
 from appliance.voice.gate import FRAME_BYTES, FakeSpeechDetector, MicroVadDetector, VoiceGate
+from tests.rig.sounds import ALSA_SOUNDS, pcm_16k
 
 PERIOD = 640  # 20 ms
 
@@ -121,22 +119,13 @@ def test_frames_are_exactly_10_ms() -> None:
 # --- pymicro-vad itself --------------------------------------------------------------------
 
 
-def pcm16k(path: Path, tmp: Path) -> bytes:
-    out = tmp / (path.stem + ".raw")
-    subprocess.run(
-        ["sox", str(path), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", str(out)],
-        check=True,
-    )
-    return out.read_bytes()
-
-
 def periods_of(pcm: bytes) -> list[bytes]:
     return [pcm[i : i + PERIOD] for i in range(0, len(pcm) - PERIOD + 1, PERIOD)]
 
 
-def test_pymicro_vad_gate_passes_a_real_voice_and_not_noise(tmp_path: Path) -> None:
-    voice = pcm16k(Path("/usr/share/sounds/alsa/Front_Center.wav"), tmp_path)
-    noise = pcm16k(Path("/usr/share/sounds/alsa/Noise.wav"), tmp_path)
+def test_pymicro_vad_gate_passes_a_real_voice_and_not_noise() -> None:
+    voice = pcm_16k(ALSA_SOUNDS / "Front_Center.wav")
+    noise = pcm_16k(ALSA_SOUNDS / "Noise.wav")
     gate = VoiceGate(MicroVadDetector(), lookback_ms=400, hangover_ms=200)
     for pcm in periods_of(bytes(48000)):  # 1.5 s of room to warm up on, as the ring gives
         gate.warm(pcm)

@@ -4,7 +4,6 @@ pymicro-wakeword model on synthetic (espeak-ng) and real (alsa-utils) speech."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from appliance.voice.wake import (
     MicroWakeWordDetector,
     WakeListener,
 )
+from tests.rig.sounds import ALSA_SOUNDS, espeak_16k, pcm_16k
 
 PERIOD_NS = 20_000_000
 MARK = (12345).to_bytes(2, "little", signed=True) * 320
@@ -67,38 +67,22 @@ async def test_refractory_time_and_not_listening() -> None:
 # --- the shipped model ---------------------------------------------------------------------
 
 
-def to_16k(wav: Path, tmp: Path) -> bytes:
-    out = tmp / (wav.stem + ".raw")
-    subprocess.run(
-        ["sox", str(wav), "-r", "16000", "-c", "1", "-b", "16", "-e", "signed", str(out)],
-        check=True,
-    )
-    return out.read_bytes()
-
-
-def espeak(text: str, voice: str, tmp: Path) -> bytes:
-    wav = tmp / f"{voice.replace('+', '_')}.wav"
-    subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), text], check=True)
-    return to_16k(wav, tmp)
-
-
 def top_score(detector: MicroWakeWordDetector, pcm: bytes) -> float:
     return max(detector.score(pcm[i : i + 640]) for i in range(0, len(pcm), 640))
 
 
 @pytest.mark.parametrize("voice", ["en-us", "en+m3"])
-def test_okay_nabu_hears_its_phrase_before_a_question(voice: str, tmp_path: Path) -> None:
+def test_okay_nabu_hears_its_phrase_before_a_question(voice: str) -> None:
     detector = MicroWakeWordDetector("okay_nabu")
-    pcm = bytes(16000) + espeak("okay nabu, what's the time?", voice, tmp_path) + bytes(16000)
+    pcm = bytes(16000) + espeak_16k("okay nabu, what's the time?", voice) + bytes(16000)
     assert top_score(detector, pcm) > detector.threshold
 
 
-def test_okay_nabu_ignores_other_speech_and_noise(tmp_path: Path) -> None:
+def test_okay_nabu_ignores_other_speech_and_noise() -> None:
     detector = MicroWakeWordDetector("okay_nabu")
-    sounds = Path("/usr/share/sounds/alsa")
-    room = b"".join(to_16k(wav, tmp_path) for wav in sorted(sounds.glob("*.wav")))
-    room += espeak("the weather today is sunny with a chance of rain", "en-us", tmp_path)
-    room += espeak("okay google, hey nabu", "en-us", tmp_path)  # near, but not it
+    room = b"".join(pcm_16k(wav) for wav in sorted(ALSA_SOUNDS.glob("*.wav")))
+    room += espeak_16k("the weather today is sunny with a chance of rain")
+    room += espeak_16k("okay google, hey nabu")  # near, but not it
     assert top_score(detector, room) < detector.threshold
     # (Phrases that sound like it do fire: "okay, now bring me..." scores 0.93; the
     # rates on a larger phrase set are in bench/results/wake.md.)

@@ -5,46 +5,20 @@ Live emulator over TLS. What the emulator received is what left the device."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from gpiozero.pins.mock import MockFactory
 
 from appliance.daemon.control import ControlClient
 from appliance.live.emulator import Emulator, Reply, Scenario, VadConfig
 from tests.rig.appliance import Running, running_appliance, speech_48k
-from tests.rig.emulator import tone
-from tests.rig.gpio import mock_pins
+from tests.rig.emulator import received_16k, tone
 from tests.rig.jack import JackAudio
+from tests.rig.sounds import best_match
 
-pytestmark = [pytest.mark.jack, pytest.mark.timeout(90)]
-
-
-@pytest.fixture(autouse=True)
-def pins() -> Iterator[MockFactory]:
-    with mock_pins() as factory:
-        yield factory
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    scenario = Scenario(
-        think_ms=50, realtime_factor=2.0, use_espeak=False, default_reply=Reply(pcm=tone(610, 500))
-    )
-    async with Emulator(scenario) as emulator:
-        yield emulator
-
-
-def best_match(heard: Any, piece: Any) -> float:
-    """Normalised cross-correlation peak of `piece` (16 kHz) within `heard`."""
-    if len(heard) < len(piece):
-        return 0.0
-    corr = np.correlate(heard, piece, mode="valid")
-    energy = np.sqrt(np.convolve(heard**2, np.ones(len(piece)), mode="valid"))
-    return float((corr / (energy * np.linalg.norm(piece) + 1e-9)).max())
+pytestmark = [pytest.mark.jack, pytest.mark.timeout(90), pytest.mark.usefixtures("pins")]
 
 
 def words_arrived(heard: Any) -> list[float]:
@@ -59,10 +33,6 @@ def words_arrived(heard: Any) -> list[float]:
     end = len(voice) - int(np.argmax(loud[::-1]))
     pieces = [voice[front : front + 1600], voice[center : center + 1600], voice[end - 1600 : end]]
     return [best_match(heard, piece) for piece in pieces]
-
-
-def heard_16k(emu: Emulator) -> Any:
-    return np.frombuffer(emu.received_audio(), dtype="<i2").astype(np.float32) / 32768
 
 
 async def ask_once(r: Running, jack: JackAudio) -> None:
@@ -83,7 +53,7 @@ async def test_the_question_leaves_the_device_and_the_quiet_room_does_not(
         await ask_once(r, jack_audio)
         sent_s = r.app.status()["audio_sent"]["seconds"]
     speech_s = len(speech_48k(0)) / 48000
-    heard = heard_16k(emu)
+    heard = received_16k(emu)
     # Both words arrived, "Front" too (the detector wakes up on "Center"), and the end.
     assert min(words_arrived(heard)) > 0.8, words_arrived(heard)
     # The second before the question, the reply and the 3 s timeout after it: not sent.
@@ -97,7 +67,7 @@ async def test_send_all_streams_the_whole_conversation(
     async with running_appliance(jack_audio, emu, tmp_path, behaviour={"send_audio": "all"}) as r:
         await asyncio.sleep(2.5)
         await ask_once(r, jack_audio)
-    heard = heard_16k(emu)
+    heard = received_16k(emu)
     assert min(words_arrived(heard)) > 0.8, words_arrived(heard)
     # The quiet second before the question and the 3 s of the timeout went too.
     assert len(heard) / 16000 > len(speech_48k(0)) / 48000 + 3.5

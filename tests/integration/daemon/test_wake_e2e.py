@@ -8,53 +8,29 @@ says what left the device.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from gpiozero.pins.mock import MockFactory
 
 from appliance.daemon.state import Ask, Mute
-from appliance.live.emulator import Emulator, Reply, Scenario
+from appliance.live.emulator import Emulator, Reply
 from tests.rig.appliance import running_appliance
-from tests.rig.emulator import tone
-from tests.rig.gpio import mock_pins
+from tests.rig.emulator import received_16k
 from tests.rig.jack import JackAudio
-from tests.rig.sounds import alsa_voices_48k, espeak_48k, noise_48k, sequence, silence
+from tests.rig.sounds import (
+    alsa_voices_48k,
+    best_match,
+    espeak_48k,
+    noise_48k,
+    sequence,
+    silence,
+)
 
-pytestmark = [pytest.mark.jack, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.jack, pytest.mark.timeout(240), pytest.mark.usefixtures("pins")]
 
 WAKE = {"enabled": True}
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    scenario = Scenario(
-        think_ms=50, realtime_factor=2.0, use_espeak=False, default_reply=Reply(pcm=tone(610, 600))
-    )
-    async with Emulator(scenario) as emulator:
-        yield emulator
-
-
-@pytest.fixture(autouse=True)
-def pins() -> Iterator[MockFactory]:
-    with mock_pins() as factory:
-        yield factory
-
-
-def heard_16k(emu: Emulator) -> Any:
-    return np.frombuffer(emu.received_audio(), dtype="<i2").astype(np.float32) / 32768
-
-
-def best_match(heard: Any, piece: Any) -> float:
-    """Normalised cross-correlation peak of `piece` (16 kHz) within `heard`."""
-    if len(heard) < len(piece):
-        return 0.0
-    corr = np.correlate(heard, piece, mode="valid")
-    energy = np.sqrt(np.convolve(heard**2, np.ones(len(piece)), mode="valid"))
-    return float((corr / (energy * np.linalg.norm(piece) + 1e-9)).max())
 
 
 def question_start(voice_16k: Any, after_s: float) -> int:
@@ -80,7 +56,7 @@ async def test_wake_phrase_and_question_in_one_breath_reach_the_session_whole(
 
     voice = phrase[::3]  # 16 kHz
     start = question_start(voice, after_s=0.5)
-    heard = heard_16k(emu)
+    heard = received_16k(emu)
     # The question's first 100 ms ("wh...") and its last 100 ms are in what was sent.
     loud_end = len(voice) - int(np.argmax(np.abs(voice[::-1]) > 0.02))
     assert best_match(heard, voice[start : start + 1600]) > 0.8
