@@ -36,7 +36,7 @@ from appliance.daemon.conversation import MicPump
 from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError
-from appliance.voice.hands_free import HandsFree, make_gate
+from appliance.voice.hands_free import HandsFree, make_gate, wants_gate
 
 if TYPE_CHECKING:
     from appliance.live.client import LiveClient
@@ -699,6 +699,9 @@ class Appliance:
             self._open_hardware()
         if old.audio != new.audio:
             log.warning("[audio] changes take effect after `systemctl restart appliance`")
+        self.hands_free.reload(new)
+        if self.mic is not None and wants_gate(old) != wants_gate(new):
+            self.mic.gate = make_gate(new)
         log.info("config reloaded from %s", self.config_path or config_mod.DEFAULT_PATH)
         if self.machine.state in ("error", "offline"):
             await self._feed(state.Reset())

@@ -92,6 +92,14 @@ class HandsFree:
         if self.wake is not None:
             self.wake.close()
 
+    def reload(self, config: Config) -> None:
+        """A new config: duplex and tail apply at once; `[wake]` after a restart (the
+        detector and the capture ring are built at start)."""
+        if config.wake != self._config.wake:
+            log.warning("[wake] changes take effect after `systemctl restart appliance`")
+        self._config = config
+        self._update()
+
     def follow(self, state_name: str) -> None:
         """The machine entered `state_name`: listen for the wake word only where it means
         something (no detector work at all in the other states)."""
