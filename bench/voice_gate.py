@@ -2,7 +2,7 @@
 (not a test: it reports numbers).
 
     .venv/bin/python bench/voice_gate.py [--trials 3] [--noise 0.003] [--timeout-s 20]
-        [--json FILE] [--log FILE]
+        [--press-after-s 3] [--json FILE] [--log FILE]
 
 One run measures the same scripted toggle conversation with `[behaviour] send_audio =
 "speech"` (the voice gate: pymicro-vad, 400 ms lookback, 200 ms hangover, then
@@ -20,8 +20,10 @@ The emulator replies to every turn with 1.5 s of a 610 Hz tone (24 kHz), think t
 energy detector) or on `audioStreamEnd`.
 
 The conversation (as a new user tried it): a quiet room (sox pink noise at amplitude
-`--noise`, looping; 0 for digital silence) for 1.5 s, a button press
-(`state.Press()` posted to the daemon), then three questions of about 3 s each
+`--noise`, looping; 0 for digital silence) for 3 s (`--press-after-s`) after the daemon
+is ready (its 2 s capture ring is full, so the gate's detector has warmed up and settled
+on the room before the conversation, as in a daemon that has run for hours), a button
+press (`state.Press()` posted to the daemon), then three questions of about 3 s each
 (espeak-ng, three voices), each played into the rig's microphone 1.0 s after the
 appliance is `listening` (so the half-duplex tail does not eat it), waiting for the
 reply to play and `listening` to come back, and after the third the room stays quiet
@@ -67,7 +69,9 @@ Plus: `audioStreamEnd` messages received by the emulator, its turns and interrup
 audio sent after the last reply began (the silence-timeout phase), press -> idle time,
 jumps inside each received question (found periods whose places disagree by > 0.5 ms:
 audio dropped or repeated), capture overruns, and per trial when audio was sent (runs
-of messages, a gap of 150 ms starting a new one).
+of messages, a gap of 150 ms starting a new one), and on the gate: the periods it was
+warmed with (not sent) and the periods it sent unjudged because its detector was still
+warming up or settling (0 expected: the press comes after the ring has filled).
 """
 
 from __future__ import annotations
@@ -104,7 +108,7 @@ ANCHOR_MATCH = 0.9
 TOKENS_PER_S = 25
 REPLY_MS = 1500
 REPLY_HZ = 610  # does not repeat every JACK period (test-rig.md)
-QUIET_BEFORE_PRESS_S = 1.5
+QUIET_BEFORE_PRESS_S = 3.0  # > RING_MS: the gate's detector is warm and settled
 QUIET_BEFORE_QUESTION_S = 1.0
 LEAD_S = 0.05  # room noise at the start of each played signal (see play_question)
 CONDITIONS = ("speech", "all")
@@ -164,11 +168,46 @@ def play_question(rig: Any, q48: Any, bed: Any) -> tuple[int, int, int, int]:
     return start, start + lead, frame, ns
 
 
+def watch_settling(gate: Any) -> dict[str, int]:
+    """Count, on the daemon's gate, the periods it was warmed with (audio from before a
+    stream, not sent) and the periods it sent unjudged because its detector was still
+    warming up or settling (`judge` -> None inside `push`; 0 when the ring warmed it)."""
+    counts = {"warm": 0, "unjudged_sent": 0}
+    if gate is None:
+        return counts
+    judge, push = gate.judge, gate.push
+    pushing = [False]
+
+    def judged(pcm: bytes) -> bool | None:
+        verdict = judge(pcm)
+        if not pushing[0]:
+            counts["warm"] += 1
+        elif verdict is None:
+            counts["unjudged_sent"] += 1
+        return verdict
+
+    def pushed(pcm: bytes) -> Any:
+        pushing[0] = True
+        try:
+            return push(pcm)
+        finally:
+            pushing[0] = False
+
+    gate.judge, gate.push = judged, pushed
+    return counts
+
+
 # --- one trial ---------------------------------------------------------------------------
 
 
 async def run_trial(
-    condition: str, jack: Any, questions: list[Any], bed: Any, timeout_s: float, tmp: Path
+    condition: str,
+    jack: Any,
+    questions: list[Any],
+    bed: Any,
+    timeout_s: float,
+    tmp: Path,
+    quiet_before_press_s: float = QUIET_BEFORE_PRESS_S,
 ) -> dict[str, Any]:
     from appliance.daemon.state import Press
     from appliance.live.emulator import Emulator, Reply, Scenario
@@ -194,7 +233,8 @@ async def run_trial(
     out: dict[str, Any] = {"condition": condition}
     async with Emulator(scenario) as emu:
         async with running_appliance(jack, emu, tmp, behaviour=behaviour) as r:
-            await asyncio.sleep(QUIET_BEFORE_PRESS_S)
+            settling = watch_settling(r.app.mic.gate if r.app.mic else None)
+            await asyncio.sleep(quiet_before_press_s)
             t_press = time.monotonic_ns()
             r.app.post(Press())
             t_idle = None
@@ -217,6 +257,8 @@ async def run_trial(
             status = r.app.status()
             gate = r.app.mic.gate if r.app.mic else None
             out["gate_speech_periods"] = gate.speech_periods if gate else None
+            out["gate_warm_periods"] = settling["warm"]
+            out["gate_unjudged_sent"] = settling["unjudged_sent"]
             out["states"] = list(r.states)
         sound = await asyncio.to_thread(rig.sound_frames)
     out.update(
@@ -460,6 +502,8 @@ def summarise(trials: list[dict[str, Any]]) -> dict[str, Any]:
             "lost": sum(q["lost"] for q in qs),
             "jumps_ms": [j for q in qs for j in q["jumps_ms"]],
             "capture_overruns": [t["capture_overruns"] for t in ts],
+            "gate_warm_periods": [t.get("gate_warm_periods") for t in ts],
+            "gate_unjudged_sent": [t.get("gate_unjudged_sent") for t in ts],
             "weakest_found": min(
                 (q["weakest_found"] for q in qs if q["weakest_found"] is not None), default=None
             ),
@@ -492,6 +536,8 @@ def table(summary: dict[str, Any]) -> str:
         ("loud periods lost (goal 0)", "lost"),
         ("jumps inside received questions (ms; none expected)", "jumps_ms"),
         ("capture overruns, each trial", "capture_overruns"),
+        ("gate warmed on (periods not sent), each trial", "gate_warm_periods"),
+        ("sent unjudged (detector settling), each trial", "gate_unjudged_sent"),
         ("speech end -> reply audio at emulator, median (ms)", "end_to_reply_ms"),
         ("speech end -> reply at the speaker, median (ms)", "end_to_speaker_ms"),
         ("audioStreamEnd received, each trial", "audio_stream_end"),
@@ -533,7 +579,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             trial_dir = Path(tmp) / f"trial{n}"
             trial_dir.mkdir()
             t0 = time.monotonic()
-            result = await run_trial(condition, jack, questions, bed, args.timeout_s, trial_dir)
+            result = await run_trial(
+                condition, jack, questions, bed, args.timeout_s, trial_dir, args.press_after_s
+            )
             result["wall_s"] = round(time.monotonic() - t0, 1)
             trials.append(result)
             Device.pin_factory.reset()  # the next daemon claims the same mock pins
@@ -562,6 +610,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3, help="conversations per condition")
     parser.add_argument("--noise", type=float, default=0.003, help="pink noise amplitude")
     parser.add_argument("--timeout-s", type=float, default=20.0, help="conversation_timeout_s")
+    parser.add_argument(
+        "--press-after-s",
+        type=float,
+        default=QUIET_BEFORE_PRESS_S,
+        help="room before the press, from the daemon's ready (s)",
+    )
     parser.add_argument("--json", type=Path, help="write every number here")
     parser.add_argument("--log", type=Path, help="the daemon's log (INFO) goes here")
     args = parser.parse_args()

@@ -6,7 +6,7 @@ go through the same queue as replies (`Playback.enqueue` + `drain`) with no resa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Literal, get_args
 
 from appliance.audio import dsp
@@ -44,10 +44,16 @@ class Earcons:
             self._cache[name] = dsp.tone(self._rate, _SHAPES[name])
         return self._cache[name]
 
-    async def play(self, playback: Playback, name: EarconName) -> bool:
-        """Play `name` to the end (False if disabled or cut short by stop())."""
+    def play(self, playback: Playback, name: EarconName) -> Awaitable[bool]:
+        """Queue `name` now (an acknowledgement must not wait for whatever the caller
+        does next, such as setting up a session); await the result to know it played to
+        the end (False if disabled or cut short by stop())."""
         pcm = self.pcm(name)
         if pcm is None:
-            return False
+            return _done(False)
         playback.enqueue(pcm)
-        return await playback.drain()
+        return playback.drain()
+
+
+async def _done(value: bool) -> bool:
+    return value

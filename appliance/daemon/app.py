@@ -11,7 +11,6 @@ chunk arrive before or after the press?") have one answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import os
@@ -36,6 +35,7 @@ from appliance.daemon.conversation import MicPump
 from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError
+from appliance.tasks import cancel_and_wait
 from appliance.voice.hands_free import HandsFree, make_gate, wants_gate
 
 if TYPE_CHECKING:
@@ -228,9 +228,7 @@ class Appliance:
             await self._stopped.wait()
         finally:
             if consumer is not None:
-                consumer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await consumer
+                await cancel_and_wait(consumer)
             await self._close()
         return 0
 
@@ -378,6 +376,7 @@ class Appliance:
         if self.playback is None or known not in self.earcons.enabled:
             return
         self._spawn(self.earcons.play(self.playback, known))  # type: ignore[arg-type]
+        # (queued now: the session set up by the next action does not delay it)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)

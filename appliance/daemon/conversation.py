@@ -15,13 +15,13 @@ the point a stream starts at is not sent but warms the gate's detector.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Protocol
 
 from appliance.audio.capture import CAPTURE_RATE, Capture, Period
+from appliance.tasks import cancel_and_wait
 from appliance.voice.gate import VoiceGate
 
 log = logging.getLogger(__name__)
@@ -106,9 +106,7 @@ class MicPump:
             self.gate.pause()
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     def _open(self, preroll: bool, since_ns: int | None = None) -> None:
         if self._task is not None:

@@ -33,6 +33,11 @@ DEFAULT_WAV = Path("/usr/share/sounds/alsa/Front_Center.wav")
 
 _ANSI_RESET = "\033[0m"
 
+SETTLE_S = 2.0
+"""The scripted demo talks after this long, as a person would: the voice detectors on
+the device have heard the room by then (a conversation in the first second or two
+after start finds the voice gate still warming up: it then sends everything)."""
+
 
 def has_sound_card() -> bool:
     """True when ALSA lists at least one card (`aplay -l` would show it)."""
@@ -239,6 +244,7 @@ async def _converse(
 
     async def follow_up() -> None:
         """A question in an open conversation: no wake word, no press."""
+        await asyncio.sleep(0.5)  # past the half-duplex tail, as a person would be
         if room is not None:
             term.say(f"  (the room says {options.wav.name}: a follow-up, no wake word)")
             room.play(voice)
@@ -272,6 +278,7 @@ async def _script(app: Any, talk: Any, until: Any, term: Any) -> None:
     from appliance.daemon import state
 
     term.say("Scripted demo (no terminal): a spoken turn, then a typed one.")
+    await asyncio.sleep(SETTLE_S)
     await talk()
     await until("speaking")
     await until("listening")
@@ -289,7 +296,12 @@ async def _wake_script(app: Any, talk: Any, follow_up: Any, until: Any, term: An
         "Scripted demo (no terminal): the room says the wake word and a question in one "
         "breath, then a follow-up without it."
     )
+    await asyncio.sleep(SETTLE_S)
     await talk()
+    try:
+        await until("connecting", 10)
+    except TimeoutError:
+        raise SystemExit("appliance demo: the wake word was not heard") from None
     await until("speaking")
     await until("listening")
     await follow_up()

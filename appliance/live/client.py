@@ -38,6 +38,7 @@ from appliance.config import LiveConfig
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError, LiveUnavailableError, classify
 from appliance.live.setup import connect_config
+from appliance.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +140,7 @@ class LiveClient:
         """End the session; whatever is still queued to send is discarded."""
         self._closing = True
         if self._runner is not None:
-            self._runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+            await cancel_and_wait(self._runner)
             self._runner = None
         self._outbox.clear()
         self._outbox_audio_bytes = 0

@@ -52,6 +52,10 @@ class WakeDetector(Protocol):
         """The highest score reached while taking in `pcm` (0.0 while warming up)."""
         ...
 
+    def reset(self) -> None:
+        """Forget all audio heard so far (its features and the model's state)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -78,6 +82,10 @@ class MicroWakeWordDetector:
             if probability is not None and probability > top:
                 top = probability
         return top
+
+    def reset(self) -> None:
+        self._features.reset()
+        self._model.reset()  # reloads the model: its layers keep state between calls
 
     def close(self) -> None:
         self._model.close()
@@ -106,8 +114,11 @@ class WakeListener:
     """A capture tap: feeds the detector, and reports detections on the event loop.
 
     `listening` is switched by the daemon: off while a conversation is open (follow-ups
-    need no wake word) the detector costs nothing. After a detection, further ones are
-    ignored for `refractory_s` (the score stays high for a few windows).
+    need no wake word) the detector costs nothing. When it is switched back on, the
+    detector starts afresh: its state still holds the wake word that began the
+    conversation, and fed the next audio it would fire on that, seconds later, on
+    silence. After a detection, further ones are ignored for `refractory_s` (the score
+    stays high for a few windows).
     """
 
     def __init__(
@@ -123,15 +134,29 @@ class WakeListener:
         self._loop = loop
         self._refractory_ns = int(refractory_s * 1e9)
         self._quiet_until_ns = 0
-        self.listening = True
+        self._listening = True
+        self._fresh = False  # reset the detector before it next hears audio
         self.detections = 0
         self.top_score = 0.0
         """The highest score seen since the last detection (for `status` and tuning)."""
 
+    @property
+    def listening(self) -> bool:
+        return self._listening
+
+    @listening.setter
+    def listening(self, on: bool) -> None:
+        if on and not self._listening:
+            self._fresh = True  # done in the capture thread, which owns the detector
+        self._listening = on
+
     def __call__(self, periods: Sequence[Period]) -> None:
         """Take periods from the capture thread (never the event loop's)."""
-        if not self.listening:
+        if not self._listening:
             return
+        if self._fresh:
+            self._fresh = False
+            self.detector.reset()
         for period in periods:
             score = self.detector.score(period.pcm)
             if score > self.top_score:
@@ -152,7 +177,7 @@ class WakeListener:
                 self._loop.call_soon_threadsafe(self._on_detect, detection)
 
     def close(self) -> None:
-        self.listening = False
+        self._listening = False
         self.detector.close()
 
 
@@ -164,11 +189,15 @@ class FakeWakeDetector:
         self.threshold = 0.5
         self._marker = marker.to_bytes(2, "little", signed=True)
         self.fed_bytes = 0
+        self.resets = 0
         self.closed = False
 
     def score(self, pcm: bytes) -> float:
         self.fed_bytes += len(pcm)
         return 1.0 if pcm and pcm == self._marker * (len(pcm) // 2) else 0.0
+
+    def reset(self) -> None:
+        self.resets += 1
 
     def close(self) -> None:
         self.closed = True

@@ -62,6 +62,10 @@ async def test_refractory_time_and_not_listening() -> None:
     fed = detector.fed_bytes
     await listen(listener, periods([MARK] * 5, start_ns=10**13))
     assert len(seen) == 2 and detector.fed_bytes == fed  # not even fed: no CPU spent
+    listener.listening = True
+    assert detector.resets == 0  # the capture thread resets it, before it next hears
+    await listen(listener, periods([bytes(640)], start_ns=10**14))
+    assert detector.resets == 1
 
 
 # --- the shipped model ---------------------------------------------------------------------
@@ -95,3 +99,26 @@ def test_threshold_override_and_model_from_a_json_path() -> None:
     detector = MicroWakeWordDetector(str(json), threshold=0.6)
     assert (detector.phrase, detector.threshold) == ("Hey Jarvis", 0.6)
     assert MicroWakeWordDetector("alexa").threshold == 0.9  # the model's own cutoff
+
+
+def test_a_conversation_later_the_wake_word_is_not_heard_again_on_silence() -> None:
+    # The detector stops hearing audio during the conversation its wake word started;
+    # back at idle it must not fire on what it still held of that wake word.
+    seen: list[Detection] = []
+    loop = asyncio.new_event_loop()
+    try:
+        listener = WakeListener(
+            MicroWakeWordDetector("okay_nabu"), seen.append, loop=loop, refractory_s=2.0
+        )
+        said = bytes(16000) + espeak_16k("okay nabu") + bytes(3200)
+        listener(periods([said[i : i + 640] for i in range(0, len(said) - 639, 640)]))
+        loop.run_until_complete(asyncio.sleep(0))
+        assert len(seen) == 1
+        listener.listening = False  # a conversation: 10 s later it is idle again
+        listener.listening = True
+        silence = periods([bytes(640)] * 100, start_ns=10**12 + 10 * 10**9)
+        listener(silence)
+        loop.run_until_complete(asyncio.sleep(0))
+        assert len(seen) == 1, seen
+    finally:
+        loop.close()

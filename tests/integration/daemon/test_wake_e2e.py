@@ -51,8 +51,13 @@ async def test_wake_phrase_and_question_in_one_breath_reach_the_session_whole(
         await asyncio.sleep(1.0)  # the detector has heard the quiet room
         jack_audio.rig.play(sequence(phrase, silence(1.0)))
         connecting = await r.wait_state("connecting")
-        await r.wait_state("speaking", after=connecting)
+        speaking = await r.wait_state("speaking", after=connecting)
+        idle = await r.wait_state("idle", after=speaking)  # the silence timeout
+        # Back at idle, the detector does not fire again on what it heard before.
+        await asyncio.sleep(5.0)
+        assert r.states[idle:] == ["idle"], r.states
         assert r.app.hands_free.status()["detections"] == 1
+        assert len(emu.connections) == 1
 
     voice = phrase[::3]  # 16 kHz
     start = question_start(voice, after_s=0.5)
