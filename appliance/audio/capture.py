@@ -435,7 +435,7 @@ class Capture(ReportsDeviceState):
             stream._wake_consumer(waiter)
         if self._tapped:
             tapped, self._tapped = self._tapped, []
-            for tap in self._taps:
+            for tap in list(self._taps):  # a failing one is removed meanwhile
                 try:
                     tap(tapped)
                 except Exception:  # a broken detector must not take the microphone down

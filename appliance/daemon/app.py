@@ -376,7 +376,6 @@ class Appliance:
         if self.playback is None or known not in self.earcons.enabled:
             return
         self._spawn(self.earcons.play(self.playback, known))  # type: ignore[arg-type]
-        # (queued now: the session set up by the next action does not delay it)
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)

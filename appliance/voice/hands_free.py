@@ -117,11 +117,11 @@ class HandsFree:
         if self.wake is None:
             return
         full = self._config.behaviour.duplex == "full"
-        self.wake.listening = self._state in ("idle", "offline", "error") or (
+        idle = self._state in ("idle", "offline", "error")
+        # Set once: each switch on starts the detector afresh.
+        self.wake.listening = (idle and (full or not self._speaker_playing)) or (
             full and self._state == "speaking"
         )
-        if not full and self._speaker_playing:
-            self.wake.listening = False
 
     def _detected(self, detection: Detection) -> None:
         """On the event loop: a detection becomes `Wake`, unless it is the speaker's echo."""
