@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from appliance.audio.echo import available as echo_available
 from appliance.daemon.state import STATES
 from appliance.hardware import boards
 from appliance.voice.wake import SHIPPED_MODELS as SHIPPED_WAKE_MODELS
@@ -110,6 +111,22 @@ class AudioConfig(_Section):
         "offline",
     )
     """Which short generated sounds to play; `[]` for none."""
+    echo_cancel: bool = False
+    """Take the speaker's own sound out of the microphone (WebRTC AEC3, on the device):
+    with `behaviour.duplex = "full"` the user can talk over a reply; the wake word can
+    interrupt one in either duplex. Off until measured on your board (boards that cancel
+    echo in hardware do not need it)."""
+    noise_suppression: bool = False
+    """WebRTC noise suppression on the microphone (a fan, a fridge, traffic)."""
+    auto_gain: bool = False
+    """WebRTC automatic gain on the microphone (a quiet or far-away talker)."""
+
+    @field_validator("echo_cancel", "noise_suppression", "auto_gain")
+    @classmethod
+    def _dsp_available(cls, on: bool) -> bool:
+        if on and (why := echo_available()):
+            raise ValueError(f"{why}; or set it to false")
+        return on
 
     @model_validator(mode="after")
     def _channel_in_range(self) -> AudioConfig:

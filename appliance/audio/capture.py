@@ -19,10 +19,11 @@ would, and opening a stream wakes the thread to drain what ALSA holds before the
 live period is delivered.
 
 Each period is stamped, reduced to 16 kHz mono S16_LE (channel pick and gain, in C via
-numpy when needed) and, under one short lock, appended to the pre-roll ring and to any
-open stream. Opening a stream snapshots the ring under the same lock, and ALSA's
-backlog follows it in order, which is why a stream yields the pre-roll and then the
-live periods with no gap and no duplicate.
+numpy when needed), cleaned of the speaker's echo when a `cleaner` is given (so the
+ring, the streams and the taps all hear the cleaned signal) and, under one short lock,
+appended to the pre-roll ring and to any open stream. Opening a stream snapshots the
+ring under the same lock, and ALSA's backlog follows it in order, which is why a
+stream yields the pre-roll and then the live periods with no gap and no duplicate.
 
 Privacy: the ring is only ever read by `open_stream()`; with no stream open, audio goes
 nowhere but into the ring, where it is overwritten.
@@ -84,6 +85,10 @@ class Period:
 
 Tap = Callable[[Sequence[Period]], None]
 """Sees every period delivered, in the capture thread (see `Capture.add_tap`)."""
+
+Cleaner = Callable[[bytes, int], bytes]
+"""Turns a period (16 kHz mono, and when it was captured) into what everyone downstream
+hears: the echo canceller. Runs in the capture thread, before the ring."""
 
 
 class CaptureStream:
@@ -179,6 +184,7 @@ class Capture(ReportsDeviceState):
         periods: int = 4,
         idle_batch: int = 5,
         ring_ms: int = 0,
+        cleaner: Cleaner | None = None,
     ) -> None:
         self.device = config.capture_device
         self.period_frames = CAPTURE_RATE * config.period_ms // 1000
@@ -222,6 +228,7 @@ class Capture(ReportsDeviceState):
         self._wakes: list[tuple[CaptureStream, asyncio.Future[None]]] = []
         self._taps: list[Tap] = []
         self._tapped: list[Period] = []  # delivered, not yet shown to the taps
+        self._cleaner = cleaner
 
     async def start(self) -> None:
         """Start the capture thread; returns at once (device faults show in `state`)."""
@@ -408,6 +415,9 @@ class Capture(ReportsDeviceState):
         channels, channel, gain = self._spec.channels, self._channel, self._gain
         last = len(datas) - 1
         pcms = [dsp.apply_gain(dsp.pick_channel(d, channels, channel), gain) for d in datas]
+        if self._cleaner is not None:
+            clean = self._cleaner
+            pcms = [clean(p, now - (last - i) * self._period_ns) for i, p in enumerate(pcms)]
         self.overruns.tick()
         wakes = self._wakes
         with self._lock:

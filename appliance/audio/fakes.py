@@ -11,6 +11,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from appliance.audio.devices import PcmSpec
 
@@ -65,7 +66,9 @@ class FakePlaybackPcm(_FakePcm):
     """Accepts everything at once (like the `null` device) and remembers it.
 
     With `stalled = True` it plays nothing: the buffer fills and stays full (a device
-    that hangs, or a reply far longer than the buffer) until `drop()`.
+    that hangs, or a reply far longer than the buffer) until `drop()`. With
+    `stale_after_drop` it behaves like the alsa jack plugin after `drop()`: `avail()`
+    repeats its last value until the next write prepares the PCM again.
     """
 
     def __init__(self, spec: PcmSpec) -> None:
@@ -77,6 +80,8 @@ class FakePlaybackPcm(_FakePcm):
         self.closed = False
         self.stalled = False
         self.pending = 0  # frames in the (stalled) buffer
+        self.stale_after_drop = False
+        self._stale: int | None = None
         self.lock = threading.Lock()
 
     def write(self, data: bytes) -> int:
@@ -87,6 +92,7 @@ class FakePlaybackPcm(_FakePcm):
                     raise item
                 return item
             frames = len(data) // 2
+            self._stale = None
             if self.stalled:
                 frames = min(frames, self._buffer() - self.pending)
                 self.pending += frames
@@ -98,11 +104,15 @@ class FakePlaybackPcm(_FakePcm):
         return self.spec.period_frames * self.spec.periods
 
     def avail(self) -> int:
+        if self._stale is not None:
+            return self._stale
         return self._buffer() - self.pending
 
     def drop(self) -> int:
         with self.lock:
             self.drops += 1
+            if self.stale_after_drop:
+                self._stale = min(self.avail(), self.spec.period_frames // 2)
             self.pending = 0
         return 0
 
@@ -112,3 +122,20 @@ async def eventually(cond: Callable[[], object], within_s: float = 5.0) -> None:
     async with asyncio.timeout(within_s):
         while not cond():  # noqa: ASYNC110 - the state is changed by another thread
             await asyncio.sleep(0.002)
+
+
+class FakeProcessor:
+    """Stands in for WebRTC's processing (`appliance.audio.echo.AudioProcessor`): records
+    what it was given and subtracts the far end sample for sample (a perfect canceller
+    when the echo is exactly the reference)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[object, object | None]] = []
+
+    def process(self, near: Any, far: Any | None) -> Any:
+        self.calls.append((near.copy(), None if far is None else far.copy()))
+        if far is None:
+            return near
+        import numpy as np
+
+        return np.clip(near.astype(np.int32) - far, -32768, 32767).astype(np.int16)

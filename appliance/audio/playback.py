@@ -51,6 +51,7 @@ from appliance.audio.devices import (
     classify,
     open_alsa,
 )
+from appliance.audio.echo import EchoReference
 from appliance.audio.timing import AudioStamps
 from appliance.audio.volume import Volume
 from appliance.config import AudioConfig
@@ -82,6 +83,7 @@ class Playback(ReportsDeviceState):
         opener: PlaybackOpener = open_alsa,
         retry_s: tuple[float, float] = (0.5, 10.0),
         periods: int = 3,
+        reference: EchoReference | None = None,
     ) -> None:
         self.device = config.playback_device
         self.period_frames = PLAYBACK_RATE * config.period_ms // 1000
@@ -123,6 +125,13 @@ class Playback(ReportsDeviceState):
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.stall_ms = max(2000, 20 * config.period_ms)
         """A device whose buffer stays full this long is treated as gone and reopened."""
+        self.recover_ms = (periods + 8) * config.period_ms
+        """A device that takes nothing this long (its whole buffer and 8 periods more) is
+        dropped and written again at once, within the reply."""
+        self.recoveries = 0
+        self.reference = reference
+        """Told what is played and when it reaches the speaker (the echo canceller's far
+        end); None when nothing needs to know."""
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -320,6 +329,13 @@ class Playback(ReportsDeviceState):
         woke = time.monotonic_ns()  # when the writer last became able to act
         progress = woke  # last time ALSA took audio (or had nothing to take)
         stall_ns = self.stall_ms * 1_000_000
+        recover_ns = self.recover_ms * 1_000_000
+        last_recovery = -stall_ns  # when a stall was last met by a drop
+        # After drop() the PCM is in SETUP and avail() repeats its last value until the
+        # next write prepares it (seen on the jack plugin: 240 frames, less than a period,
+        # so the writer waited for room that never came). An emptied PCM has it all.
+        emptied = True
+        reference = self.reference
         underruns = self.underruns
         started = False  # ALSA is being fed
         carry = b""  # taken from the queue but not yet accepted by ALSA
@@ -336,6 +352,9 @@ class Playback(ReportsDeviceState):
                 if self._stop_waiters:
                     stops, self._stop_waiters = self._stop_waiters, []
                     pcm.drop()
+                    if reference is not None:
+                        reference.cut(time.monotonic_ns())
+                    emptied = True
                     started, carry, carry_starts, tail_written = False, b"", [], False
                     written_frames = 0
                     loop = self._loop
@@ -357,7 +376,7 @@ class Playback(ReportsDeviceState):
                 data = b""
                 starts: list[int] = []
                 if started:
-                    space = pcm.avail()
+                    space = buffer_frames if emptied else pcm.avail()
                     if space < 0:  # xrun already flagged: the next write reports it
                         space = buffer_frames
                     if carry:
@@ -381,6 +400,7 @@ class Playback(ReportsDeviceState):
                             tail_written = True
                         elif space >= buffer_frames:
                             pcm.drop()  # played out; drop() so the idle PCM never underruns
+                            emptied = True
                             started, tail_written, written_frames = False, False, 0
                             self._finish_drain(True)
                             continue
@@ -391,6 +411,7 @@ class Playback(ReportsDeviceState):
                 if wait_pcm:
                     timeout_ms = self._period_ms
             if data:
+                ahead = 0 if emptied else buffer_frames - space  # queued in ALSA before this
                 n = pcm.write(data)
                 if n < 0:  # underrun: pyalsaaudio re-prepared the PCM; cushion again
                     underruns.record()
@@ -399,6 +420,9 @@ class Playback(ReportsDeviceState):
                         self._first_ns = time.monotonic_ns()
                     continue
                 now = time.monotonic_ns()
+                emptied = False
+                if reference is not None and n > 0:
+                    reference.played(data[: n * 2], now + ahead * 1_000_000_000 // PLAYBACK_RATE)
                 for received in starts:
                     stamps.add(received, now)
                     delays.add(max(received, woke), now)
@@ -418,6 +442,30 @@ class Playback(ReportsDeviceState):
                 raise DeviceStalledError(
                     self.device, "playback", f"it took no audio for {self.stall_ms} ms"
                 )
+            elif time.monotonic_ns() - progress > recover_ns:
+                # Stuck within a reply: drop what ALSA holds and write again from a
+                # prepared PCM (the queue is kept). A device that sticks again soon
+                # after is declared lost and reopened.
+                if time.monotonic_ns() - last_recovery < stall_ns:
+                    raise DeviceStalledError(
+                        self.device,
+                        "playback",
+                        f"it took no audio for {self.recover_ms} ms, twice within "
+                        f"{self.stall_ms} ms",
+                    )
+                last_recovery = time.monotonic_ns()
+                self.recoveries += 1
+                log.warning(
+                    "playback device %r took no audio for %d ms; re-prepared it",
+                    self.device,
+                    self.recover_ms,
+                )
+                pcm.drop()
+                if reference is not None:
+                    reference.cut(time.monotonic_ns())
+                emptied = True
+                tail_written, written_frames = False, 0
+                continue
             if wait_pcm and not waiter.has_fds:
                 timeout_ms = self._period_ms / 4  # a device without descriptors: poll gently
             elif wait_pcm:  # sleep until the device has played enough to make the room

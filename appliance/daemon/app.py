@@ -26,6 +26,7 @@ from appliance import config as config_mod
 from appliance.audio.capture import Capture
 from appliance.audio.devices import DeviceState
 from appliance.audio.earcons import Earcons
+from appliance.audio.echo import EchoCanceller, open_canceller
 from appliance.audio.playback import Playback
 from appliance.audio.volume import Volume
 from appliance.config import Config
@@ -152,6 +153,7 @@ class Appliance:
         self.button: Any = None
         self.leds: Any = None
         self.camera: Any = None
+        self.echo: EchoCanceller | None = None
         self.control: ControlServer | None = None
 
     # -- lifetime ---------------------------------------------------------------------
@@ -162,16 +164,19 @@ class Appliance:
         if self.api_key is not None:
             service.SECRETS.register(self.api_key.get_secret_value())
         self.volume = Volume(cfg.audio, self.state_dir)
+        self.echo = open_canceller(cfg.audio)
         self.capture = Capture(
             cfg.audio,
             on_state=self._device_callback("microphone"),
             ring_ms=HandsFree.ring_ms(cfg),
+            cleaner=self.echo.clean if self.echo else None,
         )
         self.playback = Playback(
             cfg.audio,
             volume=self.volume,
             on_state=self._device_callback("speaker"),
             on_playing=self.hands_free.speaker,
+            reference=self.echo.reference if self.echo else None,
         )
         self.hands_free.attach(self.capture, asyncio.get_running_loop())
         await self.capture.start()
@@ -651,6 +656,7 @@ class Appliance:
             },
             "audio_sent": {"seconds": round(sent_s, 2), "input_tokens": audio_tokens},
             "wake": self.hands_free.status(),
+            "echo_cancel": self.echo.status() if self.echo else None,
             "tokens": {
                 "conversation": self.usage.conversation.as_dict(),
                 "today": self.usage.today().as_dict(),

@@ -33,7 +33,7 @@ and speaker, close the session; events not listed are ignored and change nothing
     thinking    Timeout                      idle        no answer in reply_timeout_s:
                                                          end, error chime
     speaking    Press                        listening   barge-in: speaker stops at once
-    speaking    Wake (T, full duplex)        listening   the same, by voice
+    speaking    Wake (T)                     listening   the same, by voice
     speaking    Interrupted                  listening   T: speaker stops; H: idle
     speaking    TurnComplete                 speaking    wait for the speaker to drain
     speaking    PlaybackDrained (after TC)   listening   T: mic back after the tail;
@@ -578,8 +578,10 @@ def _table(p: Policy, m: Memory, ev: Event) -> Step:
         # speaking
         case "speaking", Press() if toggle and m.voice:
             return listen_again(StopPlayback())
-        case "speaking", Wake() if toggle and m.voice and not p.half_duplex:
-            return listen_again(StopPlayback())  # barge-in by voice: the mic is open
+        case "speaking", Wake() if toggle and m.voice:
+            # Barge-in by voice. The wake word only reaches here while the speaker plays
+            # when it can be heard over it (full duplex, or the echo cancelled).
+            return listen_again(StopPlayback())
         case "speaking", Press() if toggle:  # a typed conversation becomes a spoken one
             acts = (StopPlayback(), StreamMic(), ArmTimeout(p.timeout_s))
             return go("listening", *acts, voice=True, turn_done=False)

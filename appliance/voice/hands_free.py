@@ -5,10 +5,11 @@ machine is in and when the speaker plays, and receives state-machine events back
 (`Wake` for a detection, `VoiceActivity` when the gate opens or closes, so the silence
 timeout counts local silence). Each rule about when the wake word may fire lives here:
 
-- only while no conversation is open (follow-ups need no wake word), or in full duplex
-  while a reply plays (barge-in by voice);
-- in half duplex, not while the speaker plays nor for the tail after it: the appliance
-  may say its own wake word;
+- only while no conversation is open (follow-ups need no wake word), or while a reply
+  plays in full duplex or with echo cancellation (barge-in by voice);
+- in half duplex without echo cancellation, not while the speaker plays nor for the
+  tail after it: the appliance may say its own wake word (with the echo cancelled, the
+  detector hears the cleaned signal, and its own voice is gone from it);
 - muted: capture is closed, so the detector hears nothing at all.
 """
 
@@ -116,17 +117,21 @@ class HandsFree:
     def _update(self) -> None:
         if self.wake is None:
             return
-        full = self._config.behaviour.duplex == "full"
+        hears_over = self._hears_over_speaker()
         idle = self._state in ("idle", "offline", "error")
         # Set once: each switch on starts the detector afresh.
-        self.wake.listening = (idle and (full or not self._speaker_playing)) or (
-            full and self._state == "speaking"
+        self.wake.listening = (idle and (hears_over or not self._speaker_playing)) or (
+            hears_over and self._state == "speaking"
         )
+
+    def _hears_over_speaker(self) -> bool:
+        """Whether a wake word said while the speaker plays counts."""
+        return self._config.behaviour.duplex == "full" or self._config.audio.echo_cancel
 
     def _detected(self, detection: Detection) -> None:
         """On the event loop: a detection becomes `Wake`, unless it is the speaker's echo."""
         behaviour = self._config.behaviour
-        if behaviour.duplex == "half":
+        if not self._hears_over_speaker():
             tail_ns = behaviour.half_duplex_tail_ms * 1_000_000
             if self._speaker_playing or detection.detected_ns < self._speaker_quiet_ns + tail_ns:
                 log.info("wake word ignored: the speaker was playing (score %.2f)", detection.score)

@@ -157,3 +157,48 @@ async def test_software_volume_scales_samples(tmp_path: object) -> None:
     await playback.close()
     first = int.from_bytes(opener.pcms[0].written[:2], "little", signed=True)
     assert first == 1250  # 50 % -> 0.5 ** 3
+
+
+async def test_rapid_stops_and_replies_on_a_device_whose_avail_is_stale_after_drop() -> None:
+    # The alsa jack plugin after drop(): avail() keeps saying "less than a period" until
+    # the PCM is written again. The writer must not wait for room that never comes.
+    playback, opener = await started(AudioConfig(jitter_ms=0))
+    pcm = opener.pcms[0]
+    pcm.stale_after_drop = True
+    pcm.stalled = True  # keeps audio in the buffer, so each stop drops some
+    for cycle in range(10):
+        playback.enqueue(ramp(4800, start=cycle))
+        await eventually(lambda: pcm.avail() <= 0)
+        await playback.stop()
+    pcm.stalled = False
+    writes = pcm.writes
+    playback.enqueue(ramp(960))
+    assert await playback.drain() is True
+    assert pcm.writes > writes and playback.recoveries == 0
+    assert playback.state == DeviceState.OK
+    await playback.close()
+
+
+async def test_a_device_stuck_mid_reply_is_re_prepared_and_the_reply_goes_on() -> None:
+    playback, opener = await started(AudioConfig(jitter_ms=0))
+    pcm = opener.pcms[0]
+    pcm.stalled = True
+    playback.enqueue(ramp(24000))  # a second of reply; the device takes 60 ms and sticks
+    await eventually(lambda: playback.recoveries == 1, within_s=2.0)
+    with pcm.lock:  # re-preparing helped: the device plays again
+        pcm.stalled, pcm.pending = False, 0
+    assert await playback.drain() is True
+    assert playback.state == DeviceState.OK and len(opener.pcms) == 1
+
+
+async def test_a_device_that_sticks_again_after_re_preparing_is_reported_and_reopened() -> None:
+    states: list[DeviceState] = []
+    playback, opener = await started(
+        AudioConfig(jitter_ms=0), on_state=lambda s, e: states.append(s), retry_s=(0.05, 0.05)
+    )
+    opener.pcms[0].stalled = True
+    playback.enqueue(ramp(48000))
+    assert await playback.drain() is False  # cut short: the device was lost
+    await eventually(lambda: len(opener.pcms) == 2 and playback.state == DeviceState.OK)
+    assert playback.recoveries == 1 and DeviceState.MISSING in states
+    await playback.close()

@@ -142,3 +142,33 @@ async def test_a_stream_opened_while_idle_gets_the_preroll_then_alsa_backlog_in_
     assert all(a < b for a, b in itertools.pairwise(stamps))
     assert timed <= 30 - 10  # the 200 ms ring (10 periods) and the backlog are not live
     assert dominant_hz(b"".join(p.pcm for p in got), 16000) == pytest.approx(440, abs=20)
+
+
+async def test_rapid_interrupt_and_reply_cycles_keep_the_speaker_playing(
+    jack_audio: JackAudio,
+) -> None:
+    # After drop() the jack plugin's avail() repeats a stale value below a period: a
+    # reply that followed an interruption waited for room that never came, and the
+    # device was declared lost ("it took no audio for 2000 ms").
+    config = AudioConfig(playback_device=jack_audio.playback_device, volume=100)
+    states: list[DeviceState] = []
+    playback = Playback(config, volume=Volume(config), on_state=lambda s, e: states.append(s))
+    rig = jack_audio.rig
+    await playback.start()
+    await eventually(lambda: playback.state == DeviceState.OK)
+    reply = reply_pcm(2.0)
+    for cycle in range(20):
+        for i in range(0, len(reply), 1920):
+            playback.enqueue(reply[i : i + 1920])
+        await asyncio.sleep(0.15 + 0.01 * (cycle % 5))
+        await playback.stop()
+    start = rig.frame_time
+    for i in range(0, len(reply), 1920):
+        playback.enqueue(reply[i : i + 1920])
+    assert await playback.drain() is True
+    end = rig.frame_time
+    await playback.close()
+    assert DeviceState.MISSING not in states and playback.recoveries == 0
+    frames = rig.sound_frames()
+    heard = frames[(frames >= start) & (frames < end)]
+    assert len(heard) * rig.block >= 1.9 * rig.rate  # the last reply played whole
