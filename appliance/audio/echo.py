@@ -56,6 +56,9 @@ TAIL_MS = 1000
 """Keep cancelling this long after the far end fell silent (the room's reverb, AEC3's
 own history)."""
 
+REFINE_WRITES = 8
+"""A run that starts with sound has its start refined over this many writes."""
+
 KEEP_MS = 3000
 """How much played audio the reference keeps behind the newest."""
 
@@ -85,6 +88,7 @@ class _Run:
     base: int = 0  # index of samples[0] (older samples were pruned)
     pending: bytes = b""  # PLAYED_RATE samples not yet converted (fewer than 3)
     writes: int = 0
+    silent: bool = True  # nothing but zeros written so far
 
     def end_ns(self) -> int:
         return self.start_ns + (self.base + len(self.samples) // 2) * 1_000_000_000 // RATE
@@ -99,6 +103,7 @@ class EchoReference:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: list[_Run] = []
+        self.runs_started = 0
         self.last_played_ns = 0
         """When the newest audio reaches the speaker (0: nothing played yet)."""
 
@@ -110,16 +115,21 @@ class EchoReference:
             if run is not None and abs(starts_ns - run.end_ns()) > 20_000_000:
                 run = None  # a new stretch of sound (after a drop, an underrun, a pause)
             if run is None:
+                self.runs_started += 1
                 run = _Run(starts_ns)
                 self._runs.append(run)
-            elif run.writes < 8:
+            elif run.silent or run.writes < REFINE_WRITES:
                 # Each estimate is early by up to one device block (ALSA reports room a
-                # block at a time): the latest of the first few is the closest. Later
-                # ones would shift audio the capture side has already taken.
+                # block at a time): the latest is the closest. Moving the run is free
+                # while it has carried only silence (the speaker kept running between
+                # replies); after that, only in its first writes, since later it would
+                # shift audio the capture side has already taken.
                 done = run.base + len(run.samples) // 2
                 estimate = starts_ns - done * 1_000_000_000 // RATE
                 run.start_ns = max(run.start_ns, estimate)
             run.writes += 1
+            if run.silent and pcm.count(0) != len(pcm):
+                run.silent = False
             data = run.pending + pcm
             usable = len(data) // 6 * 6  # whole groups of 3 samples -> 2 samples
             run.pending = data[usable:]
@@ -261,6 +271,8 @@ class EchoCanceller:
         self._always = always  # noise suppression / auto gain: every period
         self._lead_ns = lead_ms * 1_000_000
         self._cursor: int | None = None  # the far end's time for the next period
+        self.resyncs = 0
+        """Times the stamps drifted from the cursor by more than RESYNC_MS."""
         self.stats = EchoStats()
 
     def clean(self, pcm: bytes, captured_ns: int) -> bytes:
@@ -269,6 +281,7 @@ class EchoCanceller:
         stamp = captured_ns - self._period_ns + self._lead_ns
         cursor = self._cursor
         if cursor is None or abs(stamp - cursor) > RESYNC_MS * 1_000_000:
+            self.resyncs += cursor is not None
             cursor = stamp
         self._cursor = cursor + self._period_ns
         recent = cursor - self.reference.last_played_ns < TAIL_MS * 1_000_000
@@ -280,7 +293,7 @@ class EchoCanceller:
         out = self._processor.process(near, far)
         stats = self.stats
         stats.periods += 1
-        if far is not None:
+        if far is not None and far.any():
             stats.echo_periods += 1
             stats.energy_in += float(np.dot(near.astype(np.float64), near))
             stats.energy_out += float(np.dot(out.astype(np.float64), out))
@@ -290,6 +303,8 @@ class EchoCanceller:
         s = self.stats
         return {
             "periods": s.periods,
+            "far_end_runs": self.reference.runs_started,
+            "resyncs": self.resyncs,
             "echo_periods": s.echo_periods,
             "reduction_db": s.reduction_db(),
         }

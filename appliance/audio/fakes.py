@@ -130,7 +130,7 @@ class FakeProcessor:
     when the echo is exactly the reference)."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[object, object | None]] = []
+        self.calls: list[tuple[Any, Any | None]] = []
 
     def process(self, near: Any, far: Any | None) -> Any:
         self.calls.append((near.copy(), None if far is None else far.copy()))

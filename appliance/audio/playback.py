@@ -85,6 +85,8 @@ class Playback(ReportsDeviceState):
         periods: int = 3,
         reference: EchoReference | None = None,
     ) -> None:
+        if reference is not None:  # room for KEEPALIVE_MS of silence and a period more
+            periods = max(periods, -(-KEEPALIVE_MS // config.period_ms) + 2)
         self.device = config.playback_device
         self.period_frames = PLAYBACK_RATE * config.period_ms // 1000
         self._period_ms = config.period_ms
@@ -129,6 +131,7 @@ class Playback(ReportsDeviceState):
         """A device that takes nothing this long (its whole buffer and 8 periods more) is
         dropped and written again at once, within the reply."""
         self.recoveries = 0
+        self._keep_running = False
         self.reference = reference
         """Told what is played and when it reaches the speaker (the echo canceller's far
         end); None when nothing needs to know."""
@@ -221,6 +224,19 @@ class Playback(ReportsDeviceState):
         if idle:
             self._set_playing(False)
         return played
+
+    @property
+    def keep_running(self) -> bool:
+        """Keep the device playing silence between replies (while a conversation is open
+        with echo cancellation): the canceller's alignment then holds from one reply to
+        the next. Off: the device stops (drop) once idle."""
+        return self._keep_running
+
+    @keep_running.setter
+    def keep_running(self, on: bool) -> None:
+        with self._lock:
+            self._keep_running = on
+        self._kick()
 
     def _set_playing(self, playing: bool) -> None:
         if playing == self.playing:
@@ -342,10 +358,14 @@ class Playback(ReportsDeviceState):
         carry_starts: list[int] = []
         tail_written = False
         written_frames = 0
+        real_end = 0  # written_frames at the end of the last reply's tail
+        keepalive_frames = min(buffer_frames - period_frames, KEEPALIVE_MS * PLAYBACK_RATE // 1000)
+        idling = False  # running on keep-alive silence alone
         while True:
             timeout_ms: float | None = None
             wait_pcm = False
             need = period_frames  # frames of room the writer waits for
+            keepalive = False
             with self._lock:
                 if self._closing:
                     return
@@ -354,7 +374,7 @@ class Playback(ReportsDeviceState):
                     pcm.drop()
                     if reference is not None:
                         reference.cut(time.monotonic_ns())
-                    emptied = True
+                    emptied, idling = True, False
                     started, carry, carry_starts, tail_written = False, b"", [], False
                     written_frames = 0
                     loop = self._loop
@@ -364,6 +384,14 @@ class Playback(ReportsDeviceState):
                     continue
                 queued = self._queued + len(carry)
                 draining = self._draining
+                keep = self._keep_running
+                if idling and not keep and not queued and not draining:
+                    pcm.drop()  # the conversation is over: let the device rest
+                    if reference is not None:
+                        reference.cut(time.monotonic_ns())
+                    emptied, started, idling, written_frames = True, False, False, 0
+                if keep and not started and not queued and not draining:
+                    started = idling = True  # run on silence until the reply comes
                 if not started and queued:
                     waited = time.monotonic_ns() - self._first_ns
                     if queued >= self._cushion_bytes or draining or waited >= self._cushion_ns:
@@ -386,6 +414,7 @@ class Playback(ReportsDeviceState):
                             wait_pcm = True
                             need = min(len(carry) // 2, period_frames) - space
                     elif self._queued:
+                        idling = False
                         if space >= period_frames:  # whole periods, as many as fit
                             data, starts = self._take(period_bytes * (space // period_frames))
                             if self.volume is not None:
@@ -398,6 +427,13 @@ class Playback(ReportsDeviceState):
                             pad = (-written_frames) % period_frames + period_frames
                             data = dsp.silence(pad)
                             tail_written = True
+                            real_end = written_frames + pad
+                        elif keep:  # the device runs on: done when it played the tail
+                            if written_frames - (buffer_frames - space) >= real_end:
+                                tail_written, idling = False, True
+                                self._finish_drain(True)
+                                continue
+                            keepalive = True
                         elif space >= buffer_frames:
                             pcm.drop()  # played out; drop() so the idle PCM never underruns
                             emptied = True
@@ -407,7 +443,20 @@ class Playback(ReportsDeviceState):
                         else:
                             wait_pcm = True
                             need = buffer_frames - space
+                    elif keep:
+                        keepalive = True
                     # else: starved mid-reply; wait for data (an underrun may follow)
+                if keepalive:
+                    # Keep the device running on silence, KEEPALIVE_MS ahead: its clock,
+                    # and so the echo canceller's alignment, stays the same from one
+                    # reply to the next (each restart, an underrun too, lands on a new
+                    # phase, and the canceller lets echo through while it adapts).
+                    ahead_frames = buffer_frames - space
+                    if ahead_frames < keepalive_frames:
+                        data = dsp.silence(period_frames)
+                    else:
+                        wait_pcm = True
+                        need = ahead_frames - keepalive_frames + 1
                 if wait_pcm:
                     timeout_ms = self._period_ms
             if data:
@@ -483,6 +532,10 @@ class Playback(ReportsDeviceState):
             for d in drains:
                 call_in_loop(loop, _resolve, d, played)
 
+
+KEEPALIVE_MS = 80
+"""Silence kept queued while the device runs between replies: a writer held up this
+long (a busy Pi, the GIL) still does not underrun. A reply starts after it."""
 
 _SLACK_MS = 1.5
 """Wake this long after the room should be there: the device frees it on its own clock."""

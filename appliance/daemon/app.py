@@ -307,6 +307,8 @@ class Appliance:
         )
         if transition.before != after:
             self.hands_free.follow(after)
+            if self.playback is not None and self.config.audio.echo_cancel:
+                self.playback.keep_running = after in state.ACTIVE
             if self.leds is not None:
                 self.leds.show(after)
             self.notifier.status(self._status_line())

@@ -162,8 +162,8 @@ class _RigCore:
         self._rec_frames = np.zeros(nblocks, dtype=np.int64)
         self._rec_n = 0
         self.recording = False
-        self._echo: Any = None  # past speaker blocks, oldest first (None: no echo)
-        self._echo_gain = 0.0
+        self._echo: Any = None  # the speaker's recent samples, oldest first (None: no echo)
+        self._echo_taps: list[tuple[int, float]] = []  # (delay in samples, gain)
         self._last_spk = np.zeros(self.block, dtype=np.float32)
         self.client.set_process_callback(self._process)
         self.client.activate()
@@ -188,12 +188,15 @@ class _RigCore:
             out[:] = 0
         spk = self.spk.get_array()
         if self._echo is not None and frames == self.block:
-            # The room returns the speaker to the microphone, late and quieter. A block
-            # identical to the one before is the jack plugin repeating itself: silence.
+            # The room returns the speaker to the microphone: the direct path, late and
+            # quieter, then its reflections. A block identical to the one before is the
+            # jack plugin repeating itself: silence.
             echo = self._echo
-            out += self._echo_gain * echo[0]
-            echo[:-1] = echo[1:]
-            echo[-1] = 0 if self._np.array_equal(spk, self._last_spk) else spk
+            echo[:-frames] = echo[frames:]
+            echo[-frames:] = 0 if self._np.array_equal(spk, self._last_spk) else spk
+            end = len(echo)
+            for delay, gain in self._echo_taps:
+                out += gain * echo[end - delay - frames : end - delay]
             self._last_spk[:] = spk
         if self.recording and self._rec_n < len(self._rec) and frames == self.block:
             self._rec[self._rec_n] = spk
@@ -210,13 +213,20 @@ class _RigCore:
         self._signal = self._np.asarray(signal, dtype=self._np.float32)
         return start
 
-    def set_echo(self, delay_ms: int, gain: float) -> None:
+    def set_echo(self, delay_ms: int, gain: float, reverb_ms: int) -> None:
         if gain <= 0:
             self._echo = None
             return
-        blocks = max(1, round(delay_ms * self.rate / 1000 / self.block))
-        self._echo_gain = gain
-        self._echo = self._np.zeros((blocks, self.block), dtype=self._np.float32)
+        taps = [(max(1, delay_ms * self.rate // 1000), gain)]
+        if reverb_ms > 0:
+            # Reflections: eight, spread over the reverb time, decaying by 60 dB over it.
+            for k, after_ms in enumerate((7, 13, 23, 37, 53, 79, 113, 160)):
+                at = after_ms * reverb_ms / 160
+                taps.append((taps[0][0] + int(at * self.rate / 1000),
+                             gain * 0.6 * 10 ** (-3 * at / reverb_ms) * (-1) ** k))  # fmt: skip
+        self._echo_taps = taps
+        longest = max(d for d, _ in taps) + 2 * self.block
+        self._echo = self._np.zeros(longest, dtype=self._np.float32)
 
     def start_recording(self) -> None:
         self._rec_n = 0
@@ -305,10 +315,11 @@ class RoomClient:
         """Inject `signal` (float32, -1..1, at the server rate) into `mic`; returns its start."""
         return int(self._call("play", self._np.asarray(signal, self._np.float32), loop, at_frame))
 
-    def echo(self, delay_ms: int = 50, gain: float = 0.5) -> None:
-        """Return what the speaker plays to the microphone, `delay_ms` late, times `gain`
-        (a room and a speaker next to the microphone; 0 gain: no echo)."""
-        self._call("set_echo", delay_ms, gain)
+    def echo(self, delay_ms: int = 50, gain: float = 0.5, reverb_ms: int = 0) -> None:
+        """Return what the speaker plays to the microphone, `delay_ms` late, times `gain`,
+        and with `reverb_ms` its reflections after it, down 60 dB at the end (a room and
+        a speaker next to the microphone; 0 gain: no echo)."""
+        self._call("set_echo", delay_ms, gain, reverb_ms)
 
     def start_recording(self) -> None:
         self._call("start_recording")

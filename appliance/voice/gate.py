@@ -117,10 +117,15 @@ class VoiceGate:
         first syllable for a whole turn)."""
         speech = False
         threshold = self._keep_threshold if self.open else self._threshold
+        # The detector judges the shape of a sound, not its level: it calls the faint
+        # leftovers of a cancelled echo speech (seen at RMS 3-30). No voice starts that
+        # quietly. (Once open, the detector's own hold carries it over pauses in speech,
+        # which are that quiet.)
+        audible = self.open or _rms(pcm) >= _SPEECH_MIN_RMS
         for start in range(0, len(pcm) - FRAME_BYTES + 1, FRAME_BYTES):
             p = self._detector.probability(pcm[start : start + FRAME_BYTES])
             self._verdicts += p >= 0
-            self._run = self._run + 1 if p >= threshold else 0
+            self._run = self._run + 1 if p >= threshold and audible else 0
             if self._run >= (1 if self.open else self._start_frames):
                 speech = True
         # Fresh from its warm-up the detector misses words that began during it: its
@@ -200,6 +205,8 @@ _LOUD_OVER_FLOOR = 4.0
 """A period this many times the room's RMS (12 dB) counts as loud."""
 _LOUD_MIN_RMS = 200.0
 """...and at least this RMS (about -44 dBFS), so a near-silent room's hiss is not."""
+_SPEECH_MIN_RMS = 60.0
+"""A period quieter than this (about -55 dBFS, a microphone's own hiss) is never speech."""
 _BEFORE_LOUD_PERIODS = 5
 """Periods sent before the first loud one found by the look back (100 ms at 20 ms)."""
 

@@ -146,3 +146,14 @@ def test_pymicro_vad_rejects_short_frames() -> None:
     # Why the gate cuts 10 ms frames itself.
     with pytest.raises(ValueError, match="320 bytes"):
         MicroVadDetector().probability(bytes(160))
+
+
+def test_faint_sound_shaped_like_speech_never_opens_the_gate() -> None:
+    # What an echo canceller leaves of the speaker's voice: speech to the detector, which
+    # judges shape not level, at RMS 5. A voice is never that quiet.
+    gate = VoiceGate(FakeSpeechDetector(), start_frames=2, settle_frames=0)
+    faint = [(5).to_bytes(2, "little") * (PERIOD // 2) for _ in range(50)]
+    sent, edges = run(gate, faint)
+    assert sent == [] and edges == []
+    sent, edges = run(gate, loud(5))  # a voice at RMS 1000 does
+    assert edges == ["open"] and len(sent) >= 5
