@@ -21,6 +21,7 @@ from appliance.audio.fakes import FakeProcessor
 from appliance.daemon import state
 from appliance.voice.hands_free import HandsFree
 from appliance.voice.wake import Detection, FakeWakeDetector, WakeListener
+from tests.rig.sounds import espeak_16k
 
 T0 = 10**12  # an arbitrary monotonic time, ns
 MS = 1_000_000
@@ -150,6 +151,32 @@ def test_webrtc_aec3_removes_a_delayed_reverberant_echo() -> None:
     energy_in = float(np.sum(near_in[settled].astype(np.float64) ** 2))
     energy_out = float(np.sum(out[settled].astype(np.float64) ** 2))
     assert 10 * np.log10(energy_in / energy_out) > 20
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+
+def run_through(processor: WebRtcProcessor, pcm: np.ndarray) -> np.ndarray:
+    return np.concatenate(
+        [processor.process(pcm[i : i + 320], None) for i in range(0, len(pcm), 320)]
+    )
+
+
+def test_webrtc_noise_suppression_turns_a_steady_hiss_down() -> None:
+    processor = WebRtcProcessor(echo_cancel=False, noise_suppression=True, auto_gain=False)
+    hiss = (np.random.default_rng(0).standard_normal(3 * 16000) * 1000).astype(np.int16)
+    out = run_through(processor, hiss)
+    assert rms(out[16000:]) < rms(hiss[16000:]) / 2  # at least 6 dB down after a second
+
+
+def test_webrtc_auto_gain_raises_a_quiet_talker() -> None:
+    processor = WebRtcProcessor(echo_cancel=False, noise_suppression=False, auto_gain=True)
+    voice = np.frombuffer(espeak_16k("the meeting has been moved to half past three"), "<i2")
+    quiet = (np.tile(voice, 3) * 0.03).astype(np.int16)  # about -50 dBFS
+    out = run_through(processor, quiet)
+    last = slice(-len(voice), None)
+    assert rms(out[last]) > 10 * rms(quiet[last])  # over 20 dB louder once adapted
 
 
 def test_open_canceller_follows_the_config() -> None:

@@ -212,3 +212,30 @@ async def test_with_echo_cancellation_the_wake_word_interrupts_a_reply(
         await eventually(lambda: not playback.playing, within_s=0.5)  # the speaker stopped
     assert cut_after < spoken_emu.reply_s - 1.0  # type: ignore[attr-defined]
     assert r.states[speaking : listening + 1] == ["speaking", "listening"]
+
+
+async def test_rapid_interruptions_by_voice_never_lose_the_speaker(
+    jack_audio: JackAudio, spoken_emu: Emulator, tmp_path: Path
+) -> None:
+    # Each reply is talked over within a second of starting, and the next reply starts
+    # right after: the speaker is dropped and restarted again and again (it used to stall
+    # after a drop, end the conversation in `error` and be reported lost).
+    room(jack_audio)
+    audio = {"echo_cancel": True}
+    async with running_appliance(
+        jack_audio, spoken_emu, tmp_path, behaviour=FULL_DUPLEX, audio=audio
+    ) as r:
+        r.app.post(Press())
+        speaking = await ask(r, jack_audio)
+        for _ in range(4):
+            await asyncio.sleep(0.6)
+            jack_audio.rig.play(speech_48k(0.2))  # talked over: interrupted, then answered
+            listening = await r.wait_state("listening", after=speaking)
+            speaking = await r.wait_state("speaking", after=listening)
+        await r.wait_state("listening", after=speaking, within_s=30)  # the last plays whole
+        playback = r.app.playback
+        assert playback is not None
+        assert playback.error is None and playback.recoveries == 0
+    assert "error" not in r.states
+    assert len(sent_at(spoken_emu, "interrupted")) >= 4
+    assert len(spoken_emu.connections) == 1
