@@ -33,6 +33,7 @@ from pydantic import (
 from appliance.audio.echo import available as echo_available
 from appliance.daemon.state import STATES
 from appliance.hardware import boards
+from appliance.live.models import DEFAULT_MODEL, rejected_options
 from appliance.voice.wake import SHIPPED_MODELS as SHIPPED_WAKE_MODELS
 
 DEFAULT_PATH = Path("/etc/appliance/config.toml")
@@ -41,9 +42,8 @@ DEFAULT_PATH = Path("/etc/appliance/config.toml")
 API_KEY_CREDENTIAL = "gemini-api-key"
 """The credential name the unit file loads with `LoadCredential=`."""
 
-DEFAULT_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
 
-LED_STATES: tuple[str, ...] = (*STATES, "camera")
+LED_STATES: tuple[str, ...] = (*STATES, "limit", "camera")
 """The states the LEDs can show: the daemon's states (`appliance.daemon.state.STATES`)
 and `camera`, shown on top while frames are being sent."""
 
@@ -83,6 +83,23 @@ class LiveConfig(_Section):
     context_compression: bool = True
     session_resumption: bool = True
     google_search: bool = False
+    affective_dialog: bool = False
+    """Let the model adapt its tone to the user's (2.5 native audio only)."""
+    proactive_audio: bool | None = None
+    """false: the model answers only when addressed (2.5 native audio; always on for 3.8)."""
+
+    @model_validator(mode="after")
+    def _model_takes_options(self) -> LiveConfig:
+        problems = rejected_options(
+            self.model,
+            affective_dialog=self.affective_dialog,
+            proactive_audio=self.proactive_audio,
+        )
+        if problems:
+            raise ValueError(
+                "; ".join(problems) + f" (or choose another [live] model than {self.model!r})"
+            )
+        return self
 
 
 class AudioConfig(_Section):
@@ -186,6 +203,7 @@ def _default_led_patterns() -> dict[str, LedPattern]:
         "muted": LedPattern(pattern="on", colour="#ff8000", level=0.3),
         "offline": LedPattern(pattern="blink", colour="#ff8000", level=0.5, period_s=2.0),
         "error": LedPattern(pattern="blink", colour="#ff0000", level=1.0, period_s=0.4),
+        "limit": LedPattern(pattern="blink", colour="#ffff00", level=0.6, period_s=1.0),
         "camera": LedPattern(pattern="on", colour="#ff00ff", level=0.5),
     }
 
@@ -244,6 +262,9 @@ class CameraConfig(_Section):
     max_size: int = Field(768, ge=64, le=1024)
     """Longest side of a frame, in pixels."""
     jpeg_quality: int = Field(80, ge=10, le=95)
+    media_resolution: Literal["low", "medium", "high"] = "low"
+    """How the model reads each frame: low is 64 tokens a frame, medium and high 256 (on
+    3.8 every frame sent is billed and kept in the context)."""
 
 
 class BehaviourConfig(_Section):
@@ -291,6 +312,21 @@ class WakeConfig(_Section):
         return model
 
 
+class CostConfig(_Section):
+    """`[cost]`: prices per million tokens and a daily limit (see `appliance.daemon.cost`)."""
+
+    currency: str = Field("USD", min_length=1, max_length=8)
+    audio_in: float = Field(3.00, ge=0)
+    audio_out: float = Field(12.00, ge=0)
+    text_in: float = Field(0.75, ge=0)
+    """Also image and video input."""
+    text_out: float = Field(4.50, ge=0)
+    """Also thoughts."""
+    daily_limit: float = Field(0.0, ge=0)
+    """Once the day's conversations cost this much, no new one starts until local
+    midnight (a press gets an earcon and the LEDs' `limit` look); 0: no limit."""
+
+
 class ControlConfig(_Section):
     """`[control]`: the Unix socket that `appliance talk|stop|status|...` use."""
 
@@ -318,6 +354,7 @@ class Config(_Section):
     camera: CameraConfig = CameraConfig()
     behaviour: BehaviourConfig = BehaviourConfig()
     wake: WakeConfig = WakeConfig()
+    cost: CostConfig = CostConfig()
     control: ControlConfig = ControlConfig()
     logging: LoggingConfig = LoggingConfig()
 

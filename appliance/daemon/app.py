@@ -33,11 +33,12 @@ from appliance.config import Config
 from appliance.daemon import service, state, tools
 from appliance.daemon.control import ControlServer, RequestError, socket_path
 from appliance.daemon.conversation import MicPump
+from appliance.daemon.cost import Budget
 from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError
 from appliance.tasks import cancel_and_wait
-from appliance.voice.hands_free import HandsFree, make_gate, wants_gate
+from appliance.voice.hands_free import HandsFree, wants_gate
 
 if TYPE_CHECKING:
     from appliance.live.client import LiveClient
@@ -50,6 +51,10 @@ log = logging.getLogger("appliance")
 
 VERBATIM = "Say exactly the following words, and nothing else: "
 
+KEEP_SPEAKER_RUNNING = frozenset({"listening", "thinking", "speaking"})
+"""States in which the speaker runs on silence between replies (echo cancellation on)."""
+LIMIT_SHOW_S = 4.0
+"""How long the LEDs show `limit` after a press refused for the daily limit."""
 AUDIO_TOKENS_PER_S = 25
 """What the Live API bills a second of input audio."""
 
@@ -120,6 +125,7 @@ class Appliance:
         self.inbox: asyncio.Queue[Item] = asyncio.Queue()
         self.handles = HandleStore(self.state_dir, config.behaviour.remember_s)
         self.usage = UsageBook(self.state_dir)
+        self.budget = Budget(config.cost)
         self.counters: dict[str, int] = {"conversations": 0, "turns": 0, "interruptions": 0}
         self.last_error: str | None = None
         self._device_problems: dict[str, str] = {}
@@ -132,6 +138,11 @@ class Appliance:
         self._drain_task: asyncio.Task[None] | None = None
         self._end_after_reply = False
         self._reply_started = False
+        self._followup_expected = False
+        """A tool's answer was sent to be spoken (WHEN_IDLE / INTERRUPT) and the model has
+        not started that turn yet: a transcript listener (`ask`) waits for it."""
+        self._followup_calls = 0
+        """Calls running whose answer the model will speak: `ask` waits for them too."""
         self._discard_reply = False
         """The user cut the reply short: drop its remaining chunks until it ends."""
         self._said: tuple[str, str] | None = None
@@ -184,7 +195,7 @@ class Appliance:
         self.mic = MicPump(
             self.capture,
             preroll_ms=cfg.audio.preroll_ms,
-            gate=make_gate(cfg),
+            gate=self.hands_free.make_gate(),
             on_voice=self.hands_free.voice,
         )
         self._open_hardware()
@@ -296,6 +307,8 @@ class Appliance:
             await self._feed(item)
 
     async def _feed(self, event: state.Event) -> None:
+        if isinstance(event, state.Press | state.Wake) and self._refused_over_limit():
+            return
         transition = self.machine.handle(event)
         if not transition.changed:
             return
@@ -308,7 +321,10 @@ class Appliance:
         if transition.before != after:
             self.hands_free.follow(after)
             if self.playback is not None and self.config.audio.echo_cancel:
-                self.playback.keep_running = after in state.ACTIVE
+                # From listening on, not while connecting: the first session set-up
+                # (TLS, the SDK) holds the interpreter for up to a second on a slow
+                # machine, and silence that underruns meanwhile costs the alignment.
+                self.playback.keep_running = after in KEEP_SPEAKER_RUNNING
             if self.leds is not None:
                 self.leds.show(after)
             self.notifier.status(self._status_line())
@@ -316,6 +332,34 @@ class Appliance:
                 self.on_state(after)
         for action in transition.actions:
             await self._do(action)
+
+    def limit_reached(self) -> bool:
+        """Today's conversations cost `[cost] daily_limit` or more."""
+        return self.budget.reached(self.usage.today())
+
+    def limit_message(self) -> str:
+        cost = self.config.cost
+        return (
+            f"the daily limit of {cost.daily_limit:g} {cost.currency} is reached "
+            f"({self.budget.describe(self.usage.today())} today): no new conversation until "
+            "midnight; raise [cost] daily_limit in config.toml to go on"
+        )
+
+    def _refused_over_limit(self) -> bool:
+        """A press or wake word while idle with the day's limit reached: an earcon and the
+        LEDs' `limit` look for a few seconds instead of a conversation."""
+        if self.machine.state != "idle" or not self.limit_reached():
+            return False
+        log.warning("press refused: %s", self.limit_message())
+        self._play_earcon("error")
+        if self.leds is not None:
+            self.leds.show("limit")
+            asyncio.get_running_loop().call_later(LIMIT_SHOW_S, self._show_state_again)
+        return True
+
+    def _show_state_again(self) -> None:
+        if self.leds is not None:
+            self.leds.show(self.machine.state)
 
     def _status_line(self) -> str:
         line: str = self.machine.state
@@ -420,6 +464,7 @@ class Appliance:
                 function_declarations=declarations,
                 resumption_handle=self.handles.load(),
                 on_resumption_handle=self.handles.save,
+                media_resolution=cfg.camera.media_resolution if cfg.camera.enabled else None,
             )
         except (OSError, ValueError) as exc:  # e.g. an unreadable [live] ca_file
             self.post(_Connected(number, LiveFatalError(f"cannot set up the Live client: {exc}")))
@@ -459,6 +504,7 @@ class Appliance:
         for task in list(self._live_tasks):
             task.cancel()
         self._tool_tasks.clear()
+        self._followup_expected = False
         await self._camera(False)
         if client is None:
             return
@@ -466,11 +512,14 @@ class Appliance:
         tally = self.usage.end_conversation()
         sent_s, audio_tokens = self._audio_sent()
         log.info(
-            "conversation %d sent %.1f s of microphone audio (%d input tokens); used %s",
+            "conversation %d sent %.1f s of microphone audio (%d input tokens); used %s, "
+            "costing %s (today %s)",
             self.session_no,
             sent_s,
             audio_tokens,
             tally.summary() if tally.turns else "no tokens",
+            self.budget.describe(tally),
+            self.budget.describe(self.usage.today()),
             extra=service.fields(session=str(self.session_no), audio_sent_s=f"{sent_s:.1f}"),
         )
         if self.config.behaviour.remember_s <= 0:
@@ -483,6 +532,7 @@ class Appliance:
                     return
                 if not self._reply_started:
                     self._reply_started = True
+                    self._followup_expected = False  # this turn says the tool's answer
                     await self._feed(state.ReplyStarted())
                 if self.machine.state == "speaking" and self.playback is not None:
                     self.playback.enqueue(pcm, received)
@@ -511,7 +561,9 @@ class Appliance:
                 await self._feed(state.TurnComplete())
                 if self.machine.state == "speaking":
                     self._drain_task = asyncio.create_task(self._drain())
-                self._notify_listeners(None)
+                if not (self._followup_expected or self._followup_calls):
+                    # (`ask` waits for a tool's answer the model will say next)
+                    self._notify_listeners(None)
                 if self._end_after_reply and self.machine.state != "speaking":
                     await self._feed(state.Stop())
             case ev.ToolCall(calls=calls):
@@ -558,15 +610,30 @@ class Appliance:
             self.post(state.Stop())
 
     async def _run_tools(self, calls: tuple[ev.FunctionCall, ...]) -> None:
+        """Run the calls and answer them on the session that made them: an answer for a
+        call the service cancelled meanwhile, or for a conversation that ended, is
+        dropped (a new session would not know the call id)."""
+        live = self._live
+        spoken = {"WHEN_IDLE", "INTERRUPT"}
+        followup = any(tools.scheduling_of(call.name) in spoken for call in calls)
+        self._followup_calls += followup
         try:
             answers = []
             for call in calls:
                 answer = await tools.run_call(_ToolContext(self), call.name, call.args)
                 log.info("tool %s(%s) -> %s", call.name, call.args, answer)
-                answers.append((call.id, call.name, answer))
-            if self._live is not None:
-                self._live.send_tool_response(answers)
+                if call.id not in self._tool_tasks:
+                    log.info("tool %s: the call was cancelled; answer dropped", call.name)
+                    continue
+                answers.append((call.id, call.name, answer, tools.scheduling_of(call.name)))
+            if answers and live is not None and self._live is live:
+                live.send_tool_response(answers)
+                if any(scheduling in spoken for *_, scheduling in answers):
+                    self._followup_expected = True
+            elif answers:
+                log.info("tool answers dropped: the conversation ended")
         finally:
+            self._followup_calls -= followup
             for call in calls:
                 self._tool_tasks.pop(call.id, None)
 
@@ -663,6 +730,7 @@ class Appliance:
                 "conversation": self.usage.conversation.as_dict(),
                 "today": self.usage.today().as_dict(),
             },
+            "cost": self.budget.status(self.usage.conversation, self.usage.today()),
         }
 
     async def transcript_of_next_turn(self, item: state.Event) -> AsyncIterator[tuple[str, str]]:
@@ -696,6 +764,7 @@ class Appliance:
         old, self.config = self.config, new
         self.machine.policy = state.Policy.from_config(new)
         self.handles.remember_s = new.behaviour.remember_s
+        self.budget = Budget(new.cost)
         self.earcons = Earcons(new.audio.earcons)
         logging.getLogger().setLevel(new.logging.level.upper())
         if (old.button, old.leds, old.camera) != (new.button, new.leds, new.camera):
@@ -707,7 +776,7 @@ class Appliance:
             log.warning("[audio] changes take effect after `systemctl restart appliance`")
         self.hands_free.reload(new)
         if self.mic is not None and wants_gate(old) != wants_gate(new):
-            self.mic.gate = make_gate(new)
+            self.mic.gate = self.hands_free.make_gate()
         log.info("config reloaded from %s", self.config_path or config_mod.DEFAULT_PATH)
         if self.machine.state in ("error", "offline"):
             await self._feed(state.Reset())
@@ -742,6 +811,8 @@ class _ControlHandler:
             raise RequestError("nothing to send: the text is empty")
         if self.app.machine.state == "muted":
             raise RequestError("the appliance is muted: `appliance mute off` first")
+        if self.app.machine.state == "idle" and self.app.limit_reached():
+            raise RequestError(self.app.limit_message())
         error_before = self.app.last_error
         async for line in self.app.transcript_of_next_turn(item):
             yield line

@@ -86,6 +86,7 @@ class Tally:
     prompt: int = 0
     response: int = 0
     cached: int = 0
+    thoughts: int = 0
     total: int = 0
     by_modality: dict[str, int] = field(default_factory=dict)
 
@@ -94,6 +95,7 @@ class Tally:
         self.prompt += usage.prompt_tokens
         self.response += usage.response_tokens
         self.cached += usage.cached_tokens
+        self.thoughts += usage.thoughts_tokens
         self.total += usage.total_tokens
         for key, value in usage.by_modality.items():
             self.by_modality[key] = self.by_modality.get(key, 0) + value
@@ -104,6 +106,7 @@ class Tally:
             "prompt": self.prompt,
             "response": self.response,
             "cached": self.cached,
+            "thoughts": self.thoughts,
             "total": self.total,
             "by_modality": dict(self.by_modality),
         }
@@ -113,9 +116,14 @@ class Tally:
         if not isinstance(data, dict):
             return cls()
         tally = cls()
-        for name in ("turns", "prompt", "response", "cached", "total"):
-            setattr(tally, name, int(data.get(name, 0)))
-        tally.by_modality = {str(k): int(v) for k, v in dict(data.get("by_modality", {})).items()}
+        try:
+            for name in ("turns", "prompt", "response", "cached", "thoughts", "total"):
+                setattr(tally, name, max(0, int(data.get(name, 0))))
+            modalities = data.get("by_modality", {})
+            tally.by_modality = {str(k): max(0, int(v)) for k, v in dict(modalities).items()}
+        except (TypeError, ValueError, OverflowError) as exc:  # a corrupt file never stops us
+            log.warning("ignoring a corrupt usage tally (%s): counting from zero", exc)
+            return cls()
         return tally
 
     def summary(self) -> str:

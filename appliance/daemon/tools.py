@@ -35,8 +35,18 @@ Handler = Callable[[ToolContext, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 @dataclass(frozen=True)
 class Tool:
+    """A declaration, its handler, and how its answer reaches the conversation.
+
+    `declaration["behavior"]`: BLOCKING when the model needs the answer to go on (the
+    time, the volume asked for); NON_BLOCKING when it can keep talking meanwhile (models
+    without asynchronous calls treat every call as blocking). `scheduling`, for
+    NON_BLOCKING calls: SILENT (only added to the model's context: "done" needs no
+    words), WHEN_IDLE (mentioned when the model is free), INTERRUPT (said now).
+    """
+
     declaration: dict[str, Any]
     handler: Handler
+    scheduling: str | None = None
 
 
 async def _get_volume(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +90,11 @@ _OBJECT = "OBJECT"
 
 TOOLS: dict[str, Tool] = {
     "get_volume": Tool(
-        {"name": "get_volume", "description": "The speaker volume in percent."},
+        {
+            "name": "get_volume",
+            "description": "The speaker volume in percent.",
+            "behavior": "BLOCKING",
+        },
         _get_volume,
     ),
     "set_volume": Tool(
@@ -94,13 +108,16 @@ TOOLS: dict[str, Tool] = {
                     "change": {"type": "INTEGER", "description": "e.g. 10 or -10"},
                 },
             },
+            "behavior": "NON_BLOCKING",
         },
         _set_volume,
+        scheduling="SILENT",
     ),
     "get_local_time": Tool(
         {
             "name": "get_local_time",
             "description": "The device's local date, time, weekday and time zone.",
+            "behavior": "BLOCKING",
         },
         _local_time,
     ),
@@ -108,15 +125,19 @@ TOOLS: dict[str, Tool] = {
         {
             "name": "end_conversation",
             "description": "Stop listening once this reply is spoken, when the user is done.",
+            "behavior": "NON_BLOCKING",
         },
         _end_conversation,
+        scheduling="SILENT",
     ),
     "look": Tool(
         {
             "name": "look",
             "description": "Take a photo with the device's camera to see what the user shows.",
+            "behavior": "NON_BLOCKING",
         },
         _look,
+        scheduling="WHEN_IDLE",
     ),
 }
 
@@ -124,6 +145,12 @@ TOOLS: dict[str, Tool] = {
 def available(camera_on_request: bool) -> list[Tool]:
     """The tools to declare; `look` only with a camera in `on_request` mode."""
     return [t for name, t in TOOLS.items() if name != "look" or camera_on_request]
+
+
+def scheduling_of(name: str) -> str | None:
+    """How the answer to a call of `name` is to be scheduled (None: BLOCKING, or unknown)."""
+    tool = TOOLS.get(name)
+    return tool.scheduling if tool is not None else None
 
 
 async def run_call(ctx: ToolContext, name: str, args: dict[str, Any]) -> dict[str, Any]:

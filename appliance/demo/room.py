@@ -164,6 +164,7 @@ class _RigCore:
         self.recording = False
         self._echo: Any = None  # the speaker's recent samples, oldest first (None: no echo)
         self._echo_taps: list[tuple[int, float]] = []  # (delay in samples, gain)
+        self._noise: Any = None  # the room's own hiss, looped (None: digital silence)
         self._last_spk = np.zeros(self.block, dtype=np.float32)
         self.client.set_process_callback(self._process)
         self.client.activate()
@@ -186,6 +187,11 @@ class _RigCore:
                 out[:] = 0
         else:
             out[:] = 0
+        noise = self._noise
+        if noise is not None:
+            at = now % (len(noise) - frames)
+            piece = noise[at : at + frames]
+            out[: len(piece)] += piece
         spk = self.spk.get_array()
         if self._echo is not None and frames == self.block:
             # The room returns the speaker to the microphone: the direct path, late and
@@ -227,6 +233,14 @@ class _RigCore:
         self._echo_taps = taps
         longest = max(d for d, _ in taps) + 2 * self.block
         self._echo = self._np.zeros(longest, dtype=self._np.float32)
+
+    def set_noise(self, dbfs: float | None) -> None:
+        if dbfs is None:
+            self._noise = None
+            return
+        rng = self._np.random.default_rng(7)
+        level = 10 ** (dbfs / 20)  # RMS relative to full scale
+        self._noise = (rng.standard_normal(self.rate * 3) * level).astype(self._np.float32)
 
     def start_recording(self) -> None:
         self._rec_n = 0
@@ -320,6 +334,12 @@ class RoomClient:
         and with `reverb_ms` its reflections after it, down 60 dB at the end (a room and
         a speaker next to the microphone; 0 gain: no echo)."""
         self._call("set_echo", delay_ms, gain, reverb_ms)
+
+    def noise(self, dbfs: float | None = -60.0) -> None:
+        """Add the room's own hiss to the microphone, white noise at `dbfs` RMS (a real
+        microphone and room are never digital silence: -60 dBFS is a quiet room through a
+        typical MEMS microphone); None: digital silence."""
+        self._call("set_noise", dbfs)
 
     def start_recording(self) -> None:
         self._call("start_recording")

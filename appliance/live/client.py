@@ -7,10 +7,16 @@ What the SDK leaves to us, and this module does:
   resumption handle, and on `goAway` or a dropped connection open a new connection
   with it (exponential backoff with jitter after failures), so the conversation goes on.
 - Input sent while the connection is down is kept, in order, and sent once a new
-  connection is up; input the old connection took but never answered (it may have died
-  in a socket buffer) is sent again: nothing the user said while reconnecting is lost.
-- On `goAway` a reply in progress is allowed to finish (within the time the server
-  gives) before we switch connections, so an answer is not cut off mid-word.
+  connection is up. Input the old connection took but the service had not consumed is
+  sent again: with transparent resumption exactly the messages after the server's
+  `last_consumed_client_message_index` (see `SentLog` for how messages are counted),
+  without it the realtime input the model had not answered yet. Nothing the user said
+  while reconnecting is lost, and nothing the service consumed is sent twice.
+- On `goAway` we move to a new connection before the server cuts the old one: at once,
+  or, while a reply is in progress, once it ended and the resumption update covering
+  it came (so the reply is not cut off and is not asked for again), but never later
+  than the time left minus a margin. The old connection is closed only once the new
+  one is up.
 - `connect()` waits for the first server frame with no timeout; we bound it.
 - Fatal failures (rejected key, unknown model) stop retrying at once and say what to fix.
 
@@ -55,6 +61,8 @@ BACKLOG_AUDIO_BYTES = 60 * 32000
 """At most this much 16 kHz audio (60 s) is kept while reconnecting; older is dropped."""
 REALTIME_KINDS = frozenset({"audio", "audio_stream_end", "video", "activity_start", "activity_end"})
 """Input that is resent on a new connection if the model had not answered it yet."""
+TOOL_RESPONSE_NUDGE = bytes(640)
+"""20 ms of 16 kHz silence sent after a tool response (see `send_tool_response`)."""
 COALESCE_AUDIO_BYTES = 3200
 """When audio queues up, periods are joined into messages of up to 100 ms: fewer frames."""
 
@@ -65,6 +73,151 @@ class _Outgoing:
 
     kind: str
     payload: Any = None
+
+
+BACKLOG_VIDEO_FRAMES = 60
+"""At most this many camera frames (about a minute's) are kept for resending."""
+GO_AWAY_MARGIN_S = 1.0
+"""On goAway we are on a new connection at the latest this long before the cut."""
+
+
+@dataclass(slots=True)
+class _Sent:
+    """A message sent on the current connection, at `position` in its client stream."""
+
+    position: int
+    item: _Outgoing
+    failed: bool = False
+    """Its send raised, so it may never have left: resent even when there is no index."""
+
+
+class SentLog:
+    """The client messages the service may not have consumed yet, kept for resending.
+
+    How messages are counted (`last_consumed_client_message_index`): per connection.
+    The setup message is 0, the first message after it 1, and every later client frame
+    one more, whatever it carries (`realtime_input` audio, video, text, activity or
+    audioStreamEnd signals, `client_content`, `tool_response`). The count starts again at
+    0 on every connection, a resumed one included; an update's index is a position in
+    the stream of the connection it came on, and the handle in the same update stands
+    for the session after exactly that message (0: nothing after setup). Why per
+    connection: a position in the request stream is the one number both ends can count
+    without agreeing on anything else, and a client resuming with a handle kept from an
+    earlier run cannot know an older numbering. The service does not document it; the
+    emulator counts the same way and the tests pin it.
+
+    So the log holds, in order, each message sent on this connection after the one the
+    newest handle covers. At a reconnect they are resent first, in order, as they were
+    (not joined with other audio), and get new positions on the new connection. Updates
+    trim it; audio beyond `BACKLOG_AUDIO_BYTES` and video beyond `BACKLOG_VIDEO_FRAMES`
+    are dropped oldest first (that input is then lost), with one warning per overflow.
+    """
+
+    def __init__(
+        self,
+        audio_limit: int = BACKLOG_AUDIO_BYTES,
+        video_limit: int = BACKLOG_VIDEO_FRAMES,
+    ) -> None:
+        self._entries: collections.deque[_Sent] = collections.deque()
+        self._audio_limit = audio_limit
+        self._video_limit = video_limit
+        self._warned = False
+        self.position = 0
+        """Position of the last message sent on this connection (0: none after setup)."""
+        self.audio_bytes = 0
+        self.video_frames = 0
+        self.dropped_audio_bytes = 0
+        self.dropped_messages = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def positions(self) -> list[int]:
+        """The positions kept, oldest first (for tests and logs)."""
+        return [entry.position for entry in self._entries]
+
+    def sent(self, item: _Outgoing) -> int:
+        """`item` goes out as the next message of this connection: number it, keep it.
+
+        Called before the send: a message that may have left must be counted, or every
+        later position would be one off from the server's."""
+        self.position += 1
+        self._entries.append(_Sent(self.position, item))
+        if item.kind == "audio":
+            self.audio_bytes += len(item.payload)
+            while self.audio_bytes > self._audio_limit:
+                self._drop_oldest("audio")
+        elif item.kind == "video":
+            self.video_frames += 1
+            while self.video_frames > self._video_limit:
+                self._drop_oldest("video")
+        return self.position
+
+    def failed(self, position: int) -> None:
+        """The send of the message at `position` raised."""
+        for entry in reversed(self._entries):
+            if entry.position == position:
+                entry.failed = True
+                return
+
+    def consumed(self, index: int) -> None:
+        """The service consumed this connection's messages up to `index`: forget them."""
+        if index > self.position:
+            log.warning(
+                "the Live API says it consumed message %d of %d sent; taking %d",
+                index,
+                self.position,
+                self.position,
+            )
+            index = self.position
+        while self._entries and self._entries[0].position <= index:
+            self._forget(self._entries.popleft())
+        self._warned = False
+
+    def clear(self) -> None:
+        """Forget everything kept (without an index: the model answered what came before)."""
+        self._entries.clear()
+        self.audio_bytes = self.video_frames = 0
+        self._warned = False
+
+    def take(self, *, indexed: bool) -> list[_Outgoing]:
+        """The connection ended: what to resend on the next one, in order.
+
+        With an index, everything kept. Without one, today's rule: the realtime input
+        sent since the model last answered, and a message whose send failed. The log
+        then starts over for the next connection."""
+        items = [
+            entry.item
+            for entry in self._entries
+            if indexed or entry.failed or entry.item.kind in REALTIME_KINDS
+        ]
+        self.clear()
+        self.position = 0
+        return items
+
+    def _forget(self, entry: _Sent) -> None:
+        if entry.item.kind == "audio":
+            self.audio_bytes -= len(entry.item.payload)
+        elif entry.item.kind == "video":
+            self.video_frames -= 1
+
+    def _drop_oldest(self, kind: str) -> None:
+        for i, entry in enumerate(self._entries):
+            if entry.item.kind == kind:
+                del self._entries[i]
+                self._forget(entry)
+                self.dropped_messages += 1
+                if kind == "audio":
+                    self.dropped_audio_bytes += len(entry.item.payload)
+                if not self._warned:
+                    self._warned = True
+                    log.warning(
+                        "the Live API has not confirmed the input of the last minute: the "
+                        "oldest unconfirmed %s is dropped and will not be resent",
+                        kind,
+                    )
+                return
 
 
 class LiveClient:
@@ -87,9 +240,11 @@ class LiveClient:
         connect_attempts: int = 3,
         reconnect_attempts: int = 8,
         backoff_base_s: float = 0.5,
+        media_resolution: str | None = None,
     ) -> None:
         self._config = config
         self._api_key = api_key
+        self._media_resolution = media_resolution
         self._aad = automatic_activity_detection
         self._functions = tuple(function_declarations)
         self._handle = resumption_handle
@@ -106,19 +261,35 @@ class LiveClient:
         self._outbox_audio_bytes = 0
         self._outbox_ready = asyncio.Event()
         self._pending_usage: ev.Usage | None = None
-        self._unanswered: list[_Outgoing] = []
-        """Realtime input sent on this connection since the model last answered."""
-        self._unanswered_bytes = 0
+        self._log = SentLog()
+        """What was sent on this connection and not yet consumed (or answered)."""
+        self._resend: collections.deque[_Outgoing] = collections.deque()
+        """Messages of the previous connection to send first, as they are, in order."""
+        self._handle_index: int | None = None
+        """`last_consumed_client_message_index` of the update that gave `_handle`; None
+        when the service sent none (then the old rule: resend what was not answered)."""
+        self._transparent = config.session_resumption
+        """Ask for transparent resumption; turned off if the SDK refuses to send it."""
         self._replying = False
+        self._tool_turn = False
+        """A tool call came and its turn has not completed (the turn is not resumable)."""
         self._go_away: asyncio.Future[str] | None = None
         self._go_away_reason: str | None = None
+        self._go_away_timer: asyncio.TimerHandle | None = None
+        self._retiring: set[asyncio.Task[None]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._first_connection: asyncio.Future[None] | None = None
         self._closing = False
+        self._outbox_dropped_bytes = 0
+        self._outbox_drop_logged = False
         self.connections = 0
         """How many connections were opened (1 + reconnects)."""
-        self.dropped_audio_bytes = 0
-        """Audio dropped because the backlog while reconnecting passed 60 s."""
+        self.messages_sent: list[int] = []
+        """Client messages sent (after setup) on each connection, resends included."""
+        self.resent_messages = 0
+        """Messages sent again on a new connection because the service had not consumed
+        them (with an index) or answered them (without)."""
+        self.resent_audio_bytes = 0
 
     # -- lifetime -------------------------------------------------------------------------
 
@@ -142,13 +313,29 @@ class LiveClient:
         if self._runner is not None:
             await cancel_and_wait(self._runner)
             self._runner = None
+        if self._retiring:  # let a goAway'd connection finish its close handshake
+            await asyncio.wait(set(self._retiring), timeout=2.0)
+            for task in list(self._retiring):
+                await cancel_and_wait(task)
         self._outbox.clear()
         self._outbox_audio_bytes = 0
+        self._resend.clear()
+        self._log.clear()
 
     @property
     def resumption_handle(self) -> str | None:
         """The newest handle the server gave; pass it to a later client to resume."""
         return self._handle
+
+    @property
+    def transparent(self) -> bool:
+        """Whether transparent resumption is asked for (False once the SDK refused it)."""
+        return self._transparent
+
+    @property
+    def dropped_audio_bytes(self) -> int:
+        """Audio lost to the 60 s bounds: queued while offline, or sent and unconfirmed."""
+        return self._outbox_dropped_bytes + self._log.dropped_audio_bytes
 
     # -- sending --------------------------------------------------------------------------
 
@@ -182,9 +369,18 @@ class LiveClient:
         """A typed user turn (`appliance ask`); the model answers it in speech."""
         self._put(_Outgoing("text", text))
 
-    def send_tool_response(self, responses: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
-        """Answer a ToolCall: `(call id, function name, response dict)` per call."""
+    def send_tool_response(
+        self, responses: Sequence[tuple[str, str, dict[str, Any], str | None]]
+    ) -> None:
+        """Answer a ToolCall: `(call id, function name, response dict, scheduling)` per
+        call; scheduling SILENT / WHEN_IDLE / INTERRUPT for a NON_BLOCKING call, None for
+        a blocking one.
+
+        20 ms of silence follows it as realtime input: Gemini 3.x was seen to wait for
+        more input after a function response before it went on (pipecat), and while the
+        reply plays or the voice gate is closed nothing else would come. Half a token."""
         self._put(_Outgoing("tool_response", tuple(responses)))
+        self.send_audio(TOOL_RESPONSE_NUDGE)
 
     async def events(self) -> AsyncIterator[ev.LiveEvent]:
         """Every event of the session, in order, until it ends (FatalError or Offline)."""
@@ -203,7 +399,13 @@ class LiveClient:
             if item.kind == "audio":
                 del self._outbox[index]
                 self._outbox_audio_bytes -= len(item.payload)
-                self.dropped_audio_bytes += len(item.payload)
+                self._outbox_dropped_bytes += len(item.payload)
+                if not self._outbox_drop_logged:  # once per time offline
+                    self._outbox_drop_logged = True
+                    log.warning(
+                        "over a minute of audio queued while the Live API is unreachable: "
+                        "the oldest is dropped"
+                    )
                 return
 
     # -- the connection loop --------------------------------------------------------------
@@ -211,14 +413,24 @@ class LiveClient:
     async def _run(self) -> None:
         failures = 0
         connected_before = False
+        retiring: contextlib.AsyncExitStack | None = None
+        """The connection a goAway told us to leave, closed once the next attempt ended:
+        it stays open (idle) through the new handshake instead of leaving a gap."""
         try:
             while not self._closing:
                 attempts = self._reconnect_attempts if connected_before else self._connect_attempts
                 resumed_with = self._handle
                 try:
-                    async with self._open() as session:
+                    async with contextlib.AsyncExitStack() as stack:
+                        try:
+                            session = await stack.enter_async_context(self._open())
+                        finally:
+                            self._retire(retiring)
+                            retiring = None
                         failures = 0
                         self.connections += 1
+                        self.messages_sent.append(0)
+                        self._outbox_drop_logged = False
                         if connected_before:
                             self._emit(ev.SessionResumed(resumed=resumed_with is not None))
                         else:
@@ -227,7 +439,9 @@ class LiveClient:
                         try:
                             reason = await self._serve(session)
                         finally:
-                            self._replay_unanswered()
+                            self._prepare_resend()
+                        if reason is not None:
+                            retiring = stack.pop_all()
                 except LiveFatalError as exc:
                     self._fail(exc)
                     return
@@ -251,7 +465,17 @@ class LiveClient:
                 if reason is not None:  # goAway: reconnect at once with the handle
                     log.info("the Live API asked us to reconnect (%s)", reason)
         finally:
+            self._retire(retiring)
             self._settle_first(LiveUnavailableError("the session was closed"))
+
+    def _retire(self, stack: contextlib.AsyncExitStack | None) -> None:
+        """Close a connection we left after goAway, in the background (its close
+        handshake must not hold up the new connection)."""
+        if stack is None:
+            return
+        task = asyncio.create_task(stack.aclose(), name="live-retire")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def _backoff(self, failures: int) -> float:
         ceiling = min(
@@ -280,21 +504,7 @@ class LiveClient:
     @contextlib.asynccontextmanager
     async def _open(self) -> AsyncIterator[Any]:
         """Connect with a bounded wait for setupComplete."""
-        config = connect_config(
-            self._config,
-            automatic_activity_detection=self._aad,
-            resumption_handle=self._handle,
-            function_declarations=self._functions,
-        )
-        manager = self._client.aio.live.connect(model=self._config.model, config=config)
-        try:
-            session = await asyncio.wait_for(
-                manager.__aenter__(), timeout=self._config.setup_timeout_s
-            )
-        except TimeoutError:
-            raise LiveUnavailableError(
-                f"no setupComplete from the Live API within {self._config.setup_timeout_s:g} s"
-            ) from None
+        manager, session = await self._enter()
         try:
             if session.setup_complete is None:
                 raise LiveUnavailableError("the Live API's first message was not setupComplete")
@@ -302,6 +512,39 @@ class LiveClient:
         finally:
             with contextlib.suppress(Exception):
                 await manager.__aexit__(None, None, None)
+
+    async def _enter(self) -> tuple[Any, Any]:
+        """The SDK's connect, entered: (its context manager, the session).
+
+        google-genai 3.6.1 refuses to send `transparent` to the Gemini Developer API
+        (ValueError before anything goes on the wire); then we connect without it, once
+        and for all, and resend by the old rule (what the model had not answered).
+        """
+        while True:
+            config = connect_config(
+                self._config,
+                automatic_activity_detection=self._aad,
+                resumption_handle=self._handle,
+                function_declarations=self._functions,
+                transparent=self._transparent,
+                media_resolution=self._media_resolution,
+            )
+            manager = self._client.aio.live.connect(model=self._config.model, config=config)
+            try:
+                session = await asyncio.wait_for(
+                    manager.__aenter__(), timeout=self._config.setup_timeout_s
+                )
+            except TimeoutError:
+                raise LiveUnavailableError(
+                    f"no setupComplete from the Live API within {self._config.setup_timeout_s:g} s"
+                ) from None
+            except ValueError as exc:
+                if not self._transparent or "transparent" not in str(exc):
+                    raise
+                log.info("transparent session resumption is not available: %s", exc)
+                self._transparent = False
+                continue
+            return manager, session
 
     async def _serve(self, session: Any) -> str | None:
         """Send and receive on one connection until it ends.
@@ -321,45 +564,65 @@ class LiveClient:
                 task.result()  # raises the failure
             raise LiveUnavailableError("the Live API connection ended")
         finally:
+            if self._go_away_timer is not None:
+                self._go_away_timer.cancel()
+                self._go_away_timer = None
             for task in (receiver, sender):
                 task.cancel()
             await asyncio.gather(receiver, sender, return_exceptions=True)
 
     async def _send(self, session: Any) -> None:
+        """Send queued input in order, resends first; number and keep every message."""
         while True:
-            while not self._outbox:
+            item = self._next()
+            while item is None:
                 self._outbox_ready.clear()
                 await self._outbox_ready.wait()
-            item = self._take()
+                item = self._next()
+            position = self._log.sent(item)
+            self.messages_sent[-1] += 1
             try:
                 await self._send_one(session, item)
             except BaseException:
-                self._requeue(item)
+                self._log.failed(position)
                 raise
-            if item.kind in REALTIME_KINDS:
-                self._remember_unanswered(item)
 
-    def _remember_unanswered(self, item: _Outgoing) -> None:
-        self._unanswered.append(item)
-        if item.kind == "audio":
-            self._unanswered_bytes += len(item.payload)
-            while self._unanswered_bytes > BACKLOG_AUDIO_BYTES:
-                dropped = self._unanswered.pop(0)
-                if dropped.kind == "audio":
-                    self._unanswered_bytes -= len(dropped.payload)
+    def _next(self) -> _Outgoing | None:
+        if self._resend:
+            item = self._resend.popleft()
+            self.resent_messages += 1
+            if item.kind == "audio":
+                self.resent_audio_bytes += len(item.payload)
+            return item
+        return self._take() if self._outbox else None
+
+    @property
+    def _indexed(self) -> bool:
+        """The newest handle came with a consumed-message index (transparent resumption)."""
+        return self._handle_index is not None
 
     def _answered(self) -> None:
-        """The model answered: what was sent before reached it and need not be resent."""
-        self._unanswered.clear()
-        self._unanswered_bytes = 0
+        """The model answered. Without an index that means what was sent before reached
+        it and need not be resent; with one, only the index says what was consumed."""
+        if not self._indexed:
+            self._log.clear()
 
-    def _replay_unanswered(self) -> None:
-        for item in reversed(self._unanswered):
-            self._requeue(item)
-        if self._unanswered:
+    def _prepare_resend(self) -> None:
+        """The connection ended: what it had not consumed goes out first on the next one.
+
+        Put before anything left over from an earlier resend (it was never sent on this
+        connection, so it comes after what was)."""
+        items = self._log.take(indexed=self._indexed)
+        self._resend.extendleft(reversed(items))
+        if self._resend:
             self._outbox_ready.set()
-        self._answered()
-        self._replying = False
+            log.info("resending %d message(s) the Live API had not confirmed", len(self._resend))
+        self._replying = self._tool_turn = False
+
+    @property
+    def _in_turn(self) -> bool:
+        """The model's turn is under way: replying, or waiting on a tool it called."""
+        return self._replying or self._tool_turn
 
     def _take(self) -> _Outgoing:
         """Pop the next send; join audio periods queued back to back into one message."""
@@ -374,11 +637,6 @@ class LiveClient:
             size += len(nxt.payload)
         self._outbox_audio_bytes -= size
         return item if len(chunks) == 1 else _Outgoing("audio", b"".join(chunks))
-
-    def _requeue(self, item: _Outgoing) -> None:
-        self._outbox.appendleft(item)
-        if item.kind == "audio":
-            self._outbox_audio_bytes += len(item.payload)
 
     @staticmethod
     async def _send_one(session: Any, item: _Outgoing) -> None:
@@ -403,8 +661,15 @@ class LiveClient:
         elif kind == "tool_response":
             await session.send_tool_response(
                 function_responses=[
-                    types.FunctionResponse(id=call_id, name=name, response=response)
-                    for call_id, name, response in payload
+                    types.FunctionResponse(
+                        id=call_id,
+                        name=name,
+                        response=response,
+                        scheduling=(
+                            types.FunctionResponseScheduling(scheduling) if scheduling else None
+                        ),
+                    )
+                    for call_id, name, response, scheduling in payload
                 ]
             )
         else:  # pragma: no cover - _Outgoing kinds are all listed above
@@ -419,12 +684,19 @@ class LiveClient:
         now = time.monotonic_ns()
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle:
-            # The handle covers everything the server took so far: a connection resumed
-            # with it needs only what is sent from now on.
-            self._answered()
-            self._handle = update.new_handle
+            # The handle covers what the server consumed so far: a connection resumed with
+            # it needs only the messages after its index. Without an index: everything
+            # the server took so far (the old rule), so nothing sent before is resent.
+            index = update.last_consumed_client_message_index
+            if index is None:
+                self._log.clear()
+            else:
+                self._log.consumed(index)
+            self._handle, self._handle_index = update.new_handle, index
             if self._on_handle is not None:
                 self._on_handle(update.new_handle)
+            if self._go_away_reason is not None and not self._in_turn:
+                self._switch_connection()  # the handle covers the reply we waited for
         if message.usage_metadata is not None:
             self._pending_usage = usage_from(message.usage_metadata)
         content = message.server_content
@@ -432,6 +704,7 @@ class LiveClient:
             self._dispatch_content(content, now)
         if message.tool_call is not None and message.tool_call.function_calls:
             self._answered()
+            self._tool_turn = True
             self._emit(
                 ev.ToolCall(
                     tuple(
@@ -447,14 +720,25 @@ class LiveClient:
             self._plan_go_away(message.go_away.time_left)
 
     def _plan_go_away(self, time_left: str | None) -> None:
-        """Switch connections now, or once the reply in progress ends (in time)."""
+        """Switch connections now, or after the reply in progress, before the cut.
+
+        Between replies we switch at once: what the old connection had not consumed is
+        resent. During a reply, switching would cut it off, and the handle we have is
+        from before the user's turn (a transparent resend would ask the same question
+        again), so we wait for the reply to end and the resumption update that covers
+        it; but never past the time left minus a margin.
+        """
         self._go_away_reason = f"goAway, time left {time_left}"
-        if not self._replying:
+        if not self._in_turn:
             self._switch_connection()
             return
         seconds = _seconds(time_left)
-        margin = min(1.0, seconds / 2)
-        asyncio.get_running_loop().call_later(seconds - margin, self._switch_connection)
+        margin = min(GO_AWAY_MARGIN_S, seconds / 2)
+        if self._go_away_timer is not None:
+            self._go_away_timer.cancel()
+        self._go_away_timer = asyncio.get_running_loop().call_later(
+            seconds - margin, self._switch_connection
+        )
 
     def _switch_connection(self) -> None:
         future = self._go_away
@@ -482,9 +766,9 @@ class LiveClient:
             self._emit(ev.TurnComplete(self._pending_usage))
             self._pending_usage = None
         if content.interrupted or content.turn_complete:
-            self._replying = False
-            if self._go_away_reason is not None:
-                self._switch_connection()
+            self._replying = self._tool_turn = False
+            if self._go_away_reason is not None and not self._config.session_resumption:
+                self._switch_connection()  # no update to wait for
 
     def _emit(self, event: ev.LiveEvent) -> None:
         self._events.put_nowait(event)
@@ -506,6 +790,7 @@ def usage_from(meta: types.UsageMetadata) -> ev.Usage:
         response_tokens=meta.response_token_count or 0,
         cached_tokens=meta.cached_content_token_count or 0,
         total_tokens=meta.total_token_count or 0,
+        thoughts_tokens=meta.thoughts_token_count or 0,
         by_modality=by_modality,
     )
 

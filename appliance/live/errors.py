@@ -13,6 +13,8 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from appliance.live.models import DEFAULT_MODEL
+
 
 class LiveError(Exception):
     """A Live session failure; `fatal` says whether retrying can help."""
@@ -97,8 +99,10 @@ def _from_close(code: int | None, reason: str, model: str) -> LiveError:
         )
     if code == 1008:
         return LiveFatalError(
-            f"the Live API does not serve model {model!r} (1008: {reason}): set [live] model "
-            "in config.toml to a current Live model",
+            f"the Live API does not serve model {model!r} (1008: {reason}); it may have been "
+            f"retired (previews are, with little notice): set [live] model in "
+            f"/etc/appliance/config.toml to a current Live model, e.g. {DEFAULT_MODEL!r}, "
+            "or remove the key for the default",
             code,
         )
     if code in (1000, 1001):

@@ -42,6 +42,7 @@ class Usage:
     response_tokens: int = 0
     cached_tokens: int = 0
     total_tokens: int = 0
+    thoughts_tokens: int = 0
     by_modality: dict[str, int] = field(default_factory=dict)
     """`"prompt:AUDIO" -> n`, `"response:AUDIO" -> n`, ... summed over the details lists."""
 

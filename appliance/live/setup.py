@@ -12,6 +12,7 @@ from typing import Any
 from google.genai import types
 
 from appliance.config import LiveConfig
+from appliance.live.models import rules_for
 
 
 def connect_config(
@@ -20,14 +21,29 @@ def connect_config(
     automatic_activity_detection: bool,
     resumption_handle: str | None = None,
     function_declarations: Sequence[dict[str, Any]] = (),
+    media_resolution: str | None = None,
+    transparent: bool = True,
 ) -> types.LiveConnectConfig:
     """The setup message's content.
 
     `automatic_activity_detection=False` is for hold-to-talk, where the button, not the
     server, says when the user starts and stops speaking (activityStart/activityEnd).
-    `function_declarations` are JSON-schema dicts (`name`, `description`, `parameters`)
-    of the local tools the model may call.
+    `function_declarations` are JSON-schema dicts (`name`, `description`, `parameters`,
+    and `behavior`: BLOCKING or NON_BLOCKING) of the local tools the model may call; a
+    model without asynchronous calls gets them without `behavior`. `media_resolution`
+    ("low", "medium", "high") sets what each camera frame costs.
+
+    With `[live] session_resumption` the session is resumable, and `transparent` (the
+    default) asks the server to report `last_consumed_client_message_index` in its
+    resumption updates, so that after a reconnect the client resends exactly what the
+    service had not consumed. google-genai 3.6.1 raises ValueError for `transparent` in
+    Gemini Developer API mode (API key); the client then asks again with False.
     """
+    rules = rules_for(live.model)
+    if not rules.async_tools:
+        function_declarations = [
+            {k: v for k, v in d.items() if k != "behavior"} for d in function_declarations
+        ]
     speech = types.SpeechConfig(
         voice_config=types.VoiceConfig(
             prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=live.voice)
@@ -58,7 +74,9 @@ def connect_config(
             )
         ),
         session_resumption=(
-            types.SessionResumptionConfig(handle=resumption_handle)
+            types.SessionResumptionConfig(
+                handle=resumption_handle, transparent=True if transparent else None
+            )
             if live.session_resumption
             else None
         ),
@@ -68,4 +86,15 @@ def connect_config(
             else None
         ),
         tools=tools or None,
+        enable_affective_dialog=True if live.affective_dialog else None,
+        proactivity=(
+            types.ProactivityConfig(proactive_audio=live.proactive_audio)
+            if live.proactive_audio is not None
+            else None
+        ),
+        media_resolution=(
+            getattr(types.MediaResolution, f"MEDIA_RESOLUTION_{media_resolution.upper()}")
+            if media_resolution
+            else None
+        ),
     )

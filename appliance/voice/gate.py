@@ -105,6 +105,13 @@ class VoiceGate:
         self._left = 0  # hangover periods still to send
         self._heard = False  # the detector confirmed speech since the gate opened
         self.open = False
+        self.loud_opens = False
+        """Open on sound well above the room as well as on the detector (set while the
+        speaker plays with its echo cancelled, in full duplex): pymicro-vad is slow to
+        call a short first word ("stop", "wait") speech, up to a second on "Front
+        ... Center", and a barge-in must be heard within half a second. Whatever is that
+        loud then is not the speaker's echo."""
+        self._loud_run = 0
         self.speech_periods = 0
         """Periods sent as speech (with a detector still warming up: unjudged ones)."""
 
@@ -140,6 +147,10 @@ class VoiceGate:
         """One period in; what to send now."""
         out = Gated()
         verdict = self.judge(pcm)
+        if self.loud_opens and not self.open and not verdict:
+            self._loud_run = self._loud_run + 1 if self._is_loud(pcm) else 0
+            if self._loud_run >= _LOUD_OPEN_PERIODS:
+                verdict, self._loud_run = True, 0
         if verdict is None or verdict:  # a detector warming up cannot say: send
             self.speech_periods += 1
             self._left = self._hangover_periods
@@ -164,6 +175,10 @@ class VoiceGate:
         else:
             self._remember(pcm)
         return out
+
+    def _is_loud(self, pcm: bytes) -> bool:
+        floor = self._floor if self._floor is not None else 0.0
+        return _rms(pcm) > max(_LOUD_OVER_FLOOR * floor, _LOUD_MIN_RMS)
 
     def _remember(self, pcm: bytes) -> None:
         """Keep a period the detector calls quiet for the lookback, and learn the room's
@@ -207,6 +222,8 @@ _LOUD_MIN_RMS = 200.0
 """...and at least this RMS (about -44 dBFS), so a near-silent room's hiss is not."""
 _SPEECH_MIN_RMS = 60.0
 """A period quieter than this (about -55 dBFS, a microphone's own hiss) is never speech."""
+_LOUD_OPEN_PERIODS = 3
+"""With `loud_opens`: this many loud periods in a row (60 ms at 20 ms) open the gate."""
 _BEFORE_LOUD_PERIODS = 5
 """Periods sent before the first loud one found by the look back (100 ms at 20 ms)."""
 

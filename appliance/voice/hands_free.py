@@ -67,6 +67,8 @@ class HandsFree:
         self._post = post
         self._config = config
         self.wake: WakeListener | None = None
+        self.gate: VoiceGate | None = None
+        """The voice gate of the conversations (made by `make_gate`, used by MicPump)."""
         self.last_detection: Detection | None = None
         self._speaker_playing = False
         self._speaker_quiet_ns = 0
@@ -107,11 +109,22 @@ class HandsFree:
         self._state = state_name
         self._update()
 
+    def make_gate(self) -> VoiceGate | None:
+        """The voice gate for this config (None when it does not apply), kept so that it
+        can be told when the speaker plays."""
+        self.gate = make_gate(self._config)
+        return self.gate
+
     def speaker(self, playing: bool) -> None:
-        """The speaker started or stopped playing (half duplex: no wake word meanwhile)."""
+        """The speaker started or stopped playing (half duplex: no wake word meanwhile;
+        full duplex with the echo cancelled: the gate opens on loud sound too, so a
+        barge-in is heard at once)."""
         self._speaker_playing = playing
         if not playing:
             self._speaker_quiet_ns = time.monotonic_ns()
+        if self.gate is not None:
+            barge_in = self._config.behaviour.duplex == "full" and self._config.audio.echo_cancel
+            self.gate.loud_opens = playing and barge_in
         self._update()
 
     def _update(self) -> None:

@@ -81,6 +81,7 @@ class JackAudio:
     def reset(self) -> None:
         self.rig.stop_recording()
         self.rig.echo(gain=0.0)
+        self.rig.noise(None)
         self.rig.play([])
         self.rig.start_recording()
 

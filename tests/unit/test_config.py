@@ -50,7 +50,7 @@ def test_shipped_config_documents_every_option_with_a_valid_value(tmp_path: Path
     on = _uncommented(text).replace(example_ca, str(tmp_path / "ca.pem"))
     cfg = config.parse(on, "config.toml")  # every example validates
     documented = set(re.findall(r"^# ([a-z_]+) = ", text, re.M))
-    for section in ("live", "audio", "button", "leds", "camera", "behaviour", "control"):
+    for section in ("live", "audio", "button", "leds", "camera", "behaviour", "cost", "control"):
         model = type(getattr(cfg, section))
         missing = set(model.model_fields) - documented - {"actions", "states"}
         assert not missing, f"[{section}] options not documented in config.toml: {missing}"
@@ -69,7 +69,7 @@ def test_unknown_section_lists_allowed_sections() -> None:
     ]
     assert errors_of("[speaker]\nvolume = 3") == [
         "/etc/appliance/config.toml: speaker: unknown key; allowed keys: board, live, audio, "
-        "button, leds, camera, behaviour, wake, control, logging"
+        "button, leds, camera, behaviour, wake, cost, control, logging"
     ]
 
 
@@ -125,7 +125,7 @@ def test_led_state_table_keeps_other_defaults() -> None:
     assert cfg.leds.states["speaking"] == config.LedsConfig().states["speaking"]
     assert errors_of('[leds.states.sleeping]\npattern = "on"') == [
         "/etc/appliance/config.toml: leds: unknown LED state(s) sleeping; allowed: idle, "
-        "connecting, listening, thinking, speaking, muted, offline, error, camera"
+        "connecting, listening, thinking, speaking, muted, offline, error, limit, camera"
     ]
 
 
@@ -251,3 +251,13 @@ def test_shipped_wake_models_are_the_packages() -> None:
     from pymicro_wakeword import Model
 
     assert set(config.SHIPPED_WAKE_MODELS) == {m.value for m in Model}
+
+
+def test_options_the_chosen_model_rejects_are_config_errors() -> None:
+    (problem,) = errors_of("[live]\naffective_dialog = true\nproactive_audio = false\n")
+    assert problem.startswith("/etc/appliance/config.toml: live: ")
+    assert "affective_dialog: gemini-3.8-live has no affective dialog" in problem
+    assert "proactive_audio: gemini-3.8-live always has proactive audio" in problem
+    preview = '[live]\nmodel = "gemini-2.5-flash-native-audio-preview-12-2025"\n'
+    cfg = config.parse(preview + "affective_dialog = true\nproactive_audio = false\n")
+    assert cfg.live.affective_dialog and cfg.live.proactive_audio is False

@@ -157,3 +157,15 @@ def test_faint_sound_shaped_like_speech_never_opens_the_gate() -> None:
     assert sent == [] and edges == []
     sent, edges = run(gate, loud(5))  # a voice at RMS 1000 does
     assert edges == ["open"] and len(sent) >= 5
+
+
+def test_while_the_speaker_plays_loud_sound_opens_the_gate_before_the_detector_does() -> None:
+    # Loud to the ear, not speech to the (fake) detector: its first sample is zero.
+    missed = bytes(2) + (3000).to_bytes(2, "little") * (PERIOD // 2 - 1)
+    gate = VoiceGate(FakeSpeechDetector(), start_frames=2, settle_frames=0)
+    run(gate, quiet(20))
+    sent, edges = run(gate, [missed] * 5)
+    assert edges == [] and sent == []  # the detector alone does not open it
+    gate.loud_opens = True
+    sent, edges = run(gate, [missed] * 3)
+    assert edges == ["open"] and missed in sent  # 60 ms of loud sound did

@@ -107,6 +107,8 @@ class Setup:
     automatic_activity_detection: bool = True
     session_resumption: bool = False
     resume_handle: str | None = None
+    transparent: bool = False
+    """`sessionResumption.transparent`: report the consumed message index in updates."""
     input_transcription: bool = False
     output_transcription: bool = False
     system_instruction: str = ""
@@ -201,6 +203,7 @@ def parse_setup(message: dict[str, Any]) -> Setup:
         automatic_activity_detection=aad,
         session_resumption=isinstance(resumption, dict),
         resume_handle=str(handle) if handle else None,
+        transparent=isinstance(resumption, dict) and resumption.get("transparent") is True,
         input_transcription=setup.get("input_audio_transcription") is not None,
         output_transcription=setup.get("output_audio_transcription") is not None,
         system_instruction=_parts_text(setup.get("system_instruction")),

@@ -33,6 +33,9 @@ class Record:
     mime_type: str | None = None
     raw: str | None = field(default=None, repr=False)
     """The frame exactly as received, when the recorder keeps raw frames."""
+    index: int | None = None
+    """Position in its connection's client stream: setup 0, then 1, 2, ... (the count
+    `lastConsumedClientMessageIndex` uses)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,10 @@ class FaultKind(Enum):
     """Send a frame that is not JSON (the SDK raises ValueError "Failed to parse response")."""
     UNKNOWN_MESSAGE = "unknown_message"
     """Send `{"error": {...}}`, a frame with no known top-level key (the SDK raises)."""
+    STALL_AFTER_TOOL_RESPONSE = "stall_after_tool_response"
+    """(At a turn with a tool call.) After the function response, wait for more realtime
+    input before going on, as Gemini 3.x was seen to do (pipecat): a client that sends
+    nothing after its tool response waits forever."""
 
 
 @dataclass(slots=True)
@@ -79,13 +83,23 @@ class Fault:
     """GO_AWAY: the advertised (and real) time before the close."""
     once: bool = True
     """Fire only once over the emulator's life (so a reconnect succeeds)."""
+    at_message: int | None = None
+    """Aim at a client message instead of setup or a turn: the one at this position on
+    the connection (1 = the first after setup, the count of `lastConsumedClientMessage
+    Index`). DROP and INTERNAL end the connection before it is consumed, so a handle
+    leaves out it and every message since the last resumption update (with periodic
+    updates every U messages, `at_message % U` of them, plus what the client sent after
+    it): the tail a transparent client must resend. GO_AWAY sends goAway once it is
+    consumed."""
     fired: int = 0
 
-    def matches(self, connection: int, turn: int | None) -> bool:
+    def matches(self, connection: int, turn: int | None, message: int | None = None) -> bool:
         if self.once and self.fired:
             return False
         if self.connection is not None and self.connection != connection:
             return False
+        if self.at_message is not None or message is not None:
+            return self.at_message == message
         return self.turn == turn
 
 
@@ -118,6 +132,11 @@ class Scenario:
     """Close 1007 on activity signals that do not match the setup's activity detection."""
     accept_media_chunks: bool = False
     """Treat legacy `media_chunks` audio as `audio` (as retired models did) instead of 1007."""
+    update_every_messages: int = 10
+    """With transparent resumption, a `sessionResumptionUpdate` (with the consumed index)
+    after this many client messages since the last one, when no reply is in progress;
+    0: only after setup and after each turn. The service's own rhythm is undocumented;
+    counting messages keeps tests deterministic."""
     use_espeak: bool = True
     voice: str = "en-us"
 
@@ -135,10 +154,12 @@ class Scenario:
             return self.replies[turn - 1]
         return self.default_reply
 
-    def take_fault(self, connection: int, turn: int | None) -> Fault | None:
-        """The first fault aimed here, marked as fired."""
+    def take_fault(
+        self, connection: int, turn: int | None, message: int | None = None
+    ) -> Fault | None:
+        """The first fault aimed here (`message`: at that client message), marked as fired."""
         for fault in self.faults:
-            if fault.matches(connection, turn):
+            if fault.matches(connection, turn, message):
                 fault.fired += 1
                 return fault
         return None

@@ -147,6 +147,11 @@ class Emulator:
     def conversations(self) -> list[Conversation]:
         return list(self.hub.conversations)
 
+    def consumed_records(self, conversation: Conversation) -> list[Record]:
+        """The client messages a conversation's state is made of, in order, across the
+        connections it was resumed on (see `Hub.consumed_records`)."""
+        return self.hub.consumed_records(conversation)
+
     # ---- serving -------------------------------------------------------------------
 
     def _check_path(self, connection: ServerConnection, request: Request) -> Response | None:

@@ -21,7 +21,9 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from ..models import rules_for
 from . import protocol as p
+from .models import blocking_functions, scheduling_of, setup_rejection
 from .recorder import Record, Recorder, Sent
 from .scenario import Fault, FaultKind, Reply, Scenario
 from .speech import OUTPUT_RATE, speak
@@ -30,6 +32,8 @@ from .vad import EnergyDetector, Vad
 log = logging.getLogger(__name__)
 
 AUDIO_TOKENS_PER_S = 32
+MAX_HANDLES = 1000
+"""Handles kept for resuming (the oldest are forgotten: the client then starts afresh)."""
 BAD_KEY_REASON = "API key not valid. Please pass a valid API key."
 MEDIA_CHUNKS_REASON = "realtime_input.media_chunks is deprecated. Use audio, video or text instead."
 ACTIVITY_REASON = (
@@ -57,9 +61,25 @@ class Conversation:
     tokens: int = 0
     """Tokens of the context so far (reported as cached on later turns)."""
     connections: list[int] = field(default_factory=list)
+    consumed: list[tuple[int, int]] = field(default_factory=list)
+    """The client messages the state is made of, across resumed connections: for each
+    connection of the lineage, (its id, the position of the last message consumed)."""
+    input: InputState | None = None
+    """The input half-taken when the handle was issued (an utterance in progress)."""
 
     def snapshot(self) -> Conversation:
         return copy.deepcopy(self)
+
+
+@dataclass(slots=True)
+class InputState:
+    """Activity detection in progress: part of a resumable session's state, so that an
+    utterance cut by a reconnect goes on with the resent rest of it."""
+
+    vad: EnergyDetector
+    activity_open: bool
+    activity_audio: int
+    activity_rate: int
 
 
 @dataclass(slots=True)
@@ -77,9 +97,19 @@ class ConnectionInfo:
     turns: int = 0
     video_frames: int = 0
     interruptions: int = 0
+    tool_schedulings: list[str] = field(default_factory=list)
+    """How each NON_BLOCKING call's answer was taken: SILENT, WHEN_IDLE, INTERRUPT."""
     close_code: int | None = None
     close_reason: str | None = None
     handles: list[str] = field(default_factory=list)
+    received: int = 0
+    """Client messages after setup that arrived (the last one's position)."""
+    consumed: int = 0
+    """Position of the last client message this connection consumed."""
+    reported: list[int] = field(default_factory=list)
+    """`lastConsumedClientMessageIndex` of each update sent (transparent resumption)."""
+    resumed_at: tuple[int, int] | None = None
+    """(connection, position) the resumed state ended at: what the client resends after."""
 
 
 class Hub:
@@ -103,7 +133,21 @@ class Hub:
         self._handle_seq += 1
         handle = f"emu-{conv.id}-{conv.turns}-{self._handle_seq}"
         self.handles[handle] = conv.snapshot()
+        while len(self.handles) > MAX_HANDLES:  # periodic updates: keep memory bounded
+            del self.handles[next(iter(self.handles))]
         return handle
+
+    def consumed_records(self, conv: Conversation) -> list[Record]:
+        """The client messages `conv`'s state is made of, in order, each once: for every
+        connection of its lineage, that connection's messages up to the last it consumed
+        (and, for a connection left by resuming, up to the handle resumed with)."""
+        records = self.recorder.records
+        out: list[Record] = []
+        for conn, upto in conv.consumed:
+            out.extend(
+                r for r in records if r.conn == conn and r.index is not None and 0 < r.index <= upto
+            )
+        return out
 
     def resume(self, handle: str) -> Conversation | None:
         """A live copy of the conversation at `handle`, or None if the handle is unknown."""
@@ -132,9 +176,17 @@ class Session:
         self.activity_rate = 16000
         self.reply_task: asyncio.Task[None] | None = None
         self.tool_future: asyncio.Future[list[dict[str, Any]]] | None = None
+        self.realtime_seen = asyncio.Event()
+        self.frames_unbilled = 0  # camera frames since the last usage report
+        self.rules = rules_for("")
         self.pending_call_ids: list[str] = []
         self.model_entry: TranscriptEntry | None = None
         self.background: set[asyncio.Task[None]] = set()
+        self.since_update = 0
+        """Client messages received since the last resumption update."""
+        self.handling = False
+        """A client message is being acted on: the state is not whole until it is done."""
+        self.update_due = False
 
     # ---- sending -------------------------------------------------------------------
 
@@ -167,11 +219,14 @@ class Session:
             t_ns = time.monotonic_ns()
             message = self._load_and_record(first, t_ns, setup=True)
             self.setup = p.parse_setup(message)
+            self.rules = rules_for(self.setup.model)
             if await self._setup_faults():
                 return
             await self._start_conversation()
             async for frame in self.ws:
                 await self._handle(frame, time.monotonic_ns())
+                if self.info.close_code is not None:
+                    break  # a fault ended it: frames already buffered are not consumed
         except p.ProtocolError as exc:
             await self.close(exc.code, exc.reason)
         except ConnectionClosed:
@@ -202,6 +257,9 @@ class Session:
                 f"{name} is not found for API version {self.info.api_version}, or is not "
                 "supported for bidiGenerateContent.",
             )
+        rejected = setup_rejection(self.setup.raw, self.rules, self.setup.model)
+        if rejected is not None:
+            raise p.ProtocolError(p.CLOSE_INVALID, rejected)
         if kind is FaultKind.INTERNAL:
             raise p.ProtocolError(p.CLOSE_INTERNAL, "Internal error encountered.")
         if kind is FaultKind.DROP:
@@ -229,16 +287,39 @@ class Session:
             self.info.resumed_from = handle
         self.conv = conv or self.hub.new_conversation()
         self.conv.connections.append(self.info.id)
+        if conv is not None:
+            self.info.resumed_at = conv.consumed[-1] if conv.consumed else None
+            if conv.input is not None:
+                state = conv.input
+                self.vad, self.activity_open = state.vad, state.activity_open
+                self.activity_audio, self.activity_rate = state.activity_audio, state.activity_rate
+        self.conv.consumed.append((self.info.id, 0))
         self.info.conversation = self.conv
         self.info.setup = self.setup
         await self.send({"setupComplete": {}})
         await self._resumption_update()
 
     async def _resumption_update(self) -> None:
-        if self.setup.session_resumption:
-            handle = self.hub.issue_handle(self.conv)
-            self.info.handles.append(handle)
-            await self.send({"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}})
+        """A new handle for the state now; with `transparent`, the position of the last
+        client message of this connection that state includes (see `_handle`)."""
+        if not self.setup.session_resumption:
+            return
+        if self.handling:  # mid-message (a reply ended meanwhile): send it once taken
+            self.update_due = True
+            return
+        self.update_due = False
+        self.since_update = 0
+        self.conv.input = InputState(
+            self.vad, self.activity_open, self.activity_audio, self.activity_rate
+        )
+        handle = self.hub.issue_handle(self.conv)
+        self.info.handles.append(handle)
+        update: dict[str, Any] = {"newHandle": handle, "resumable": True}
+        if self.setup.transparent:
+            # An int64: proto3's JSON mapping writes it as a string (the SDK reads both).
+            update["lastConsumedClientMessageIndex"] = str(self.info.consumed)
+            self.info.reported.append(self.info.consumed)
+        await self.send({"sessionResumptionUpdate": update})
 
     # ---- client frames -------------------------------------------------------------
 
@@ -247,17 +328,67 @@ class Session:
     ) -> dict[str, Any]:
         raw = frame if isinstance(frame, str) else frame.decode("utf-8", "replace")
         keep = raw if self.hub.recorder.keep_raw else None
+        if not setup:
+            self.info.received += 1
+        index = 0 if setup else self.info.received
         try:
             message = p.load(frame)
             kind, data, mime = _describe(message, setup)
         except p.ProtocolError:
-            self.hub.recorder.add(Record(t_ns, self.info.id, "invalid", {}, raw=keep))
+            self.hub.recorder.add(Record(t_ns, self.info.id, "invalid", {}, raw=keep, index=index))
             raise
-        self.hub.recorder.add(Record(t_ns, self.info.id, kind, message, data, mime, keep))
+        self.hub.recorder.add(
+            Record(t_ns, self.info.id, kind, message, data, mime, keep, index=index)
+        )
         return message
 
     async def _handle(self, frame: str | bytes, t_ns: int) -> None:
+        """Take one client message. It is consumed once acted on (audio fed to the
+        activity detector, a turn or tool response taken, a frame counted): from then on
+        the state a new handle stands for includes it, and `info.consumed` is its
+        position in this connection's stream (setup 0, the first message after it 1),
+        the `lastConsumedClientMessageIndex` a transparent update reports. Every frame
+        counts, also one the emulator ignores. The count starts at 0 on each connection,
+        a resumed one too; `Conversation.consumed` ties the connections together."""
         message = self._load_and_record(frame, t_ns)
+        if await self._message_fault():
+            return
+        self.handling = True
+        try:
+            await self._take(message)
+        finally:
+            self.handling = False
+        self.info.consumed = self.info.received
+        self.conv.consumed[-1] = (self.info.id, self.info.consumed)
+        every = self.scenario.update_every_messages
+        periodic = self.setup.transparent and every > 0 and self.since_update >= every
+        if self.update_due or (periodic and not self._in_turn()):
+            await self._resumption_update()
+
+    def _in_turn(self) -> bool:
+        """The model's turn is under way (not resumable: the service sends no handle)."""
+        reply = self.reply_task
+        return (reply is not None and not reply.done()) or self.tool_future is not None
+
+    async def _message_fault(self) -> bool:
+        """Apply a fault aimed at this message (`Fault.at_message`); True when the
+        connection ended before consuming it."""
+        self.since_update += 1
+        fault = self.scenario.take_fault(self.info.id, None, self.info.received)
+        if fault is None:
+            return False
+        if fault.kind is FaultKind.DROP:
+            self.abort()
+            return True
+        if fault.kind is FaultKind.INTERNAL:
+            await self.close(p.CLOSE_INTERNAL, "Internal error encountered.")
+            return True
+        if fault.kind is FaultKind.GO_AWAY:
+            self._spawn(self._go_away(fault))
+        return False
+
+    async def _take(self, message: dict[str, Any]) -> None:
+        """Act on one client message (after setup)."""
         msg = p.parse(message)
         if isinstance(msg, p.RealtimeInput):
             await self._realtime(msg)
@@ -272,9 +403,11 @@ class Session:
             and self.tool_future is not None
             and not self.tool_future.done()
         ):
+            self.realtime_seen.clear()  # (the stall fault waits for input after this)
             self.tool_future.set_result(list(msg.responses))
 
     async def _realtime(self, msg: p.RealtimeInput) -> None:
+        self.realtime_seen.set()
         aad = self.setup.automatic_activity_detection
         strict = self.scenario.strict_activity
         if msg.media_chunks:
@@ -299,6 +432,7 @@ class Session:
                 self.activity_rate = rate
         elif msg.video is not None:
             self.info.video_frames += 1
+            self.frames_unbilled += 1
         elif msg.text is not None:
             await self._interrupt()
             await self._user_turn_done(msg.text, 0.0, text=msg.text)
@@ -387,15 +521,67 @@ class Session:
                     }
                 }
             )
-            responses = await self.tool_future
-            self.pending_call_ids = []
-            self.tool_future = None
-            self.conv.transcript.append(TranscriptEntry("tool", json.dumps(responses)))
-            script = script.after_tool or Reply(
-                text=f"Turn {turn}: the tool {call.name} answered "
-                f"{_tool_summary(responses)}. This is the appliance's local emulator."
+            stall = fault is not None and fault.kind is FaultKind.STALL_AFTER_TOOL_RESPONSE
+            if call.name not in blocking_functions(self.setup.raw, self.rules):
+                # NON_BLOCKING: the model goes on talking; the answer is taken when it
+                # comes, and spoken as its `scheduling` says.
+                self._spawn(self._answer_later(turn, conn_turn, call.name, script, stall))
+                script = Reply(text=script.text or f"Turn {turn}: let me see.", pcm=script.pcm)
+            else:
+                responses = await self._tool_answer(stall)
+                script = _after_tool(turn, call.name, script, responses)
+                prompt_tokens += 20
+        await self._speak(script, turn, seconds, text_in, prompt_tokens, fault)
+
+    async def _tool_answer(self, stall: bool) -> list[dict[str, Any]]:
+        """Wait for the client's function response (and with the stall fault, for some
+        realtime input after it, as Gemini 3.x was seen to do)."""
+        assert self.tool_future is not None
+        responses = await self.tool_future
+        if stall:  # cleared as the response arrived: only input after it counts
+            await self.realtime_seen.wait()
+        self.pending_call_ids = []
+        self.tool_future = None
+        self.conv.transcript.append(TranscriptEntry("tool", json.dumps(responses)))
+        return responses
+
+    async def _answer_later(
+        self, turn: int, conn_turn: int, name: str, script: Reply, stall: bool
+    ) -> None:
+        """A NON_BLOCKING call's answer: SILENT goes into the context only, WHEN_IDLE is
+        spoken once the current reply is done, INTERRUPT cuts it and is spoken now."""
+        with contextlib.suppress(ConnectionClosed):
+            responses = await self._tool_answer(stall)
+            level = scheduling_of(responses, self.rules)
+            self.info.tool_schedulings.append(level)
+            if level == "SILENT":
+                return
+            current = self.reply_task
+            if level == "INTERRUPT":
+                await self._cancel_reply()
+                await self.send({"serverContent": {"turnComplete": True}})
+            elif current is not None and current is not asyncio.current_task():
+                await asyncio.gather(current, return_exceptions=True)
+            after = _after_tool(turn, name, script, responses)
+            self.reply_task = asyncio.create_task(
+                self._speak_safely(after, turn, 0.0, None, 20, None)
             )
-            prompt_tokens += 20
+
+    async def _speak_safely(self, *args: Any) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await self._speak(*args)
+
+    async def _speak(
+        self,
+        script: Reply,
+        turn: int,
+        seconds: float,
+        text_in: str | None,
+        prompt_tokens: int,
+        fault: Fault | None,
+    ) -> None:
+        """One model turn: the reply's audio (or text), generationComplete, turnComplete."""
+        sc = self.scenario
         text = script.text or _default_text(turn, seconds, text_in)
         self.model_entry = TranscriptEntry("model", text)
         self.conv.transcript.append(self.model_entry)
@@ -506,6 +692,11 @@ class Session:
         cached = self.conv.tokens
         modality = "TEXT" if text_in is not None else "AUDIO"
         details = [{"modality": modality, "tokenCount": prompt}]
+        if self.frames_unbilled:  # every frame is billed (3.8), at its media resolution
+            image = self.frames_unbilled * _frame_tokens(self.setup.raw)
+            details.append({"modality": "IMAGE", "tokenCount": image})
+            prompt += image
+            self.frames_unbilled = 0
         total_prompt = prompt + cached
         usage: dict[str, Any] = {
             "promptTokenCount": total_prompt,
@@ -563,6 +754,17 @@ def _text_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
+def _frame_tokens(setup: dict[str, Any]) -> int:
+    """Tokens a camera frame costs: 64 at LOW media resolution, 256 at MEDIUM or HIGH,
+    258 when the setup does not say (the documented video rate)."""
+    resolution = str((setup.get("generation_config") or {}).get("media_resolution") or "")
+    if resolution.endswith("LOW"):
+        return 64
+    if resolution.endswith(("MEDIUM", "HIGH")):
+        return 256
+    return 258
+
+
 def _prompt_tokens(seconds: float, text_in: str | None, setup: p.Setup) -> int:
     base = _text_tokens(text_in) if text_in is not None else _audio_tokens(seconds)
     return base + (_text_tokens(setup.system_instruction) if setup.system_instruction else 0)
@@ -579,6 +781,14 @@ def _api_key(ws: ServerConnection) -> str | None:
         return key
     query = parse_qs(urlsplit(request.path).query)
     return query.get("key", [None])[0]
+
+
+def _after_tool(turn: int, name: str, script: Reply, responses: list[dict[str, Any]]) -> Reply:
+    """What the model says with a function's answer."""
+    return script.after_tool or Reply(
+        text=f"Turn {turn}: the tool {name} answered "
+        f"{_tool_summary(responses)}. This is the appliance's local emulator."
+    )
 
 
 def _kinds(message: dict[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
+from appliance.audio.fakes import eventually
 from appliance.daemon.control import ControlClient, ControlError
 from appliance.hardware.camera import jpeg_size
 from appliance.live.emulator import Emulator, Reply, Scenario, ToolCallSpec
@@ -261,16 +262,23 @@ async def test_next_press_continues_the_conversation_with_the_kept_handle(
 async def test_the_model_sets_the_volume_through_a_tool_call(
     jack_audio: JackAudio, emu: Emulator, tmp_path: Path
 ) -> None:
+    # gemini-3.8-live: set_volume is NON_BLOCKING and answered SILENT: the model says
+    # what it does while the call runs, and the answer only goes into its context.
     emu.scenario.default_reply = Reply(
+        text="Turning it down.",
+        pcm=reply_pcm(0.3),
         tool_call=ToolCallSpec("set_volume", {"percent": 35}),
         after_tool=Reply(text="Volume set.", pcm=reply_pcm(0.3)),
     )
     async with running_appliance(jack_audio, emu, tmp_path) as r:
         lines = await call(lambda: list(control(r).ask("turn it down to 35")))
-        assert "Volume set." in "".join(t for role, t in lines if role == "model")
+        assert "Turning it down." in "".join(t for role, t in lines if role == "model")
+        await eventually(lambda: len(emu.recorder.of("tool_response")) == 1)
         assert r.app.status()["volume"] == 35
         (response,) = emu.recorder.of("tool_response")
         assert "'volume_percent': 35" in str(response.message)
+        assert "SILENT" in str(response.message)
+        assert emu.connections[0].tool_schedulings == ["SILENT"]
         setup = emu.connections[0].setup
         assert setup is not None
         assert set(setup.function_names) >= {"set_volume", "get_local_time", "end_conversation"}
@@ -346,6 +354,9 @@ async def test_the_model_looks_through_the_camera_on_request(
     (frame,) = emu.recorder.of("video")
     assert frame.data is not None and max(jpeg_size(frame.data)) <= 768
     assert len(camera.captures) == 1
+    # At the default low media resolution the frame cost 64 tokens, and it was counted.
+    assert setup.raw["generation_config"]["media_resolution"] == "MEDIA_RESOLUTION_LOW"
+    assert r.app.usage.today().by_modality.get("prompt:IMAGE") == 64
 
 
 async def test_a_missing_microphone_is_named_and_the_daemon_keeps_running(

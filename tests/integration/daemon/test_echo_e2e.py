@@ -34,7 +34,9 @@ FULL_DUPLEX = {"duplex": "full", "conversation_timeout_s": 4}
 
 
 def room(jack: JackAudio) -> None:
+    """The speaker comes back to the microphone, and the room is not digital silence."""
     jack.rig.echo(delay_ms=50, gain=0.5, reverb_ms=250)
+    jack.rig.noise(-60.0)
 
 
 @pytest.fixture

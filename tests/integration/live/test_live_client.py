@@ -176,7 +176,7 @@ async def test_tool_call_round_trip() -> None:
                     call = event
                     break
         assert call == ev.ToolCall((ev.FunctionCall("fc-7", "get_time", {"zone": "local"}),))
-        client.send_tool_response([("fc-7", "get_time", {"time": "12:00"})])
+        client.send_tool_response([("fc-7", "get_time", {"time": "12:00"}, None)])
         assert audio_of(await next_turn(stream)) == tone(700, 200)
         (response,) = emu.recorder.of("tool_response")
         assert "12:00" in str(response.message)
