@@ -139,6 +139,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.rig.clock import clock_pair, frame_to_ns  # noqa: E402
+
 ANSWER = (
     "Here is a longer answer, so that the speaker goes on talking for a while, "
     "long enough for the room to hear it."
@@ -696,25 +698,6 @@ def memory_part(children: int = 3) -> dict[str, Any]:
 
 
 # --- 4: barge-in through the daemon ---------------------------------------------------
-
-
-def clock_pair(rig: Any) -> tuple[int, int]:
-    """(JACK frame, monotonic ns) read together: the tightest of five round trips."""
-    best: tuple[int, int, int] | None = None
-    for _ in range(5):
-        t0 = time.monotonic_ns()
-        frame = rig.frame_time
-        t1 = time.monotonic_ns()
-        if best is None or t1 - t0 < best[0]:
-            best = (t1 - t0, frame, (t0 + t1) // 2)
-    assert best is not None
-    return best[1], best[2]
-
-
-def frame_to_ns(frame: float, a: tuple[int, int], b: tuple[int, int], rate: int) -> float:
-    (f0, n0), (f1, n1) = a, b
-    ns_per_frame = (n1 - n0) / (f1 - f0) if f1 != f0 else 1e9 / rate
-    return n0 + (frame - f0) * ns_per_frame
 
 
 def energy(pcm: bytes) -> float:

@@ -96,6 +96,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from tests.rig.clock import clock_pair  # noqa: E402
+
 RATE = 48_000
 CAPTURE_RATE = 16_000
 PERIOD = 320  # 20 ms at 16 kHz
@@ -140,19 +142,6 @@ def make_sounds(noise_level: float) -> tuple[list[Any], Any]:
 
 
 # --- the JACK clock ----------------------------------------------------------------------
-
-
-def clock_pair(rig: Any) -> tuple[int, int]:
-    """(JACK frame, monotonic ns) read together: the tightest of five round trips."""
-    best: tuple[int, int, int] | None = None
-    for _ in range(5):
-        t0 = time.monotonic_ns()
-        frame = rig.frame_time
-        t1 = time.monotonic_ns()
-        if best is None or t1 - t0 < best[0]:
-            best = (t1 - t0, frame, (t0 + t1) // 2)
-    assert best is not None
-    return best[1], best[2]
 
 
 def play_question(rig: Any, q48: Any, bed: Any) -> tuple[int, int, int, int]:

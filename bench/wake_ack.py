@@ -91,6 +91,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 
+from tests.rig.clock import clock_pair, frame_to_ns  # noqa: E402
+
 RATE = 48_000
 PHRASE = "okay nabu, what's the time?"
 WAKE_ALONE = "okay nabu"
@@ -102,26 +104,6 @@ LED_PIN = 25
 
 
 # --- the JACK clock ----------------------------------------------------------------------
-
-
-def clock_pair(rig: Any) -> tuple[int, int]:
-    """(JACK frame, monotonic ns) read together: the tightest of five round trips."""
-    best: tuple[int, int, int] | None = None
-    for _ in range(5):
-        t0 = time.monotonic_ns()
-        frame = rig.frame_time
-        t1 = time.monotonic_ns()
-        if best is None or t1 - t0 < best[0]:
-            best = (t1 - t0, frame, (t0 + t1) // 2)
-    assert best is not None
-    return best[1], best[2]
-
-
-def frame_to_ns(frame: float, a: tuple[int, int], b: tuple[int, int]) -> float:
-    """Monotonic ns of a JACK frame, interpolated between clock pairs `a` and `b`."""
-    (f0, n0), (f1, n1) = a, b
-    ns_per_frame = (n1 - n0) / (f1 - f0) if f1 != f0 else 1e9 / RATE
-    return n0 + (frame - f0) * ns_per_frame
 
 
 def first_sound(frames: Any, blocks: Any, after_frame: float) -> int | None:
