@@ -13,12 +13,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from pydantic import BaseModel, Field
+
+from appliance import state_files
 from appliance.audio import dsp
 from appliance.config import AudioConfig
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "volume.json"
+
+
+class _SavedVolume(BaseModel):
+    """volume.json."""
+
+    percent: int = Field(ge=0, le=100, strict=True)
 
 
 class Mixer(Protocol):
@@ -92,14 +101,10 @@ class Volume:
         self.software_gain = dsp.volume_to_gain(self.percent)
 
     def _load(self, default: int) -> int:
-        if self._path is None or not self._path.exists():
+        if self._path is None:
             return default
-        try:
-            value = json.loads(self._path.read_text())["percent"]
-            return max(0, min(100, int(value)))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable volume state %s (%s)", self._path, exc)
-            return default
+        saved = state_files.load(self._path, _SavedVolume)
+        return default if saved is None else saved.percent
 
     def _save(self) -> None:
         if self._path is None:

@@ -441,6 +441,9 @@ class Appliance:
         self.counters["conversations"] += 1
         self._sent_before = self.mic.sent_bytes if self.mic else 0
         self._end_after_reply = False
+        # A reply cut short in the last conversation must not take this one's with it.
+        self._reply_started = self._discard_reply = False
+        self._followup_expected = False
         number = self.session_no
         if self.api_key is None:
             message = (

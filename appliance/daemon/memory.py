@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
+from appliance import state_files
 from appliance.live.events import Usage
 
 log = logging.getLogger(__name__)
@@ -37,14 +40,11 @@ def _write_json(path: Path, data: Any) -> None:
         log.error("cannot write %s: %s", path, exc)
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable %s (%s)", path, exc)
-        return None
+class _SavedHandle(BaseModel):
+    """session.json."""
+
+    handle: str = Field(min_length=1)
+    saved_at: float = Field(allow_inf_nan=False)
 
 
 class HandleStore:
@@ -61,13 +61,13 @@ class HandleStore:
         """The handle if it is younger than `remember_s`, else None (and forget it)."""
         if self.remember_s <= 0:
             return None
-        data = _read_json(self._path)
-        if not isinstance(data, dict) or not isinstance(data.get("handle"), str):
+        saved = state_files.load(self._path, _SavedHandle)
+        if saved is None:
             return None
-        if self._clock() - float(data.get("saved_at", 0)) > self.remember_s:
+        if self._clock() - saved.saved_at > self.remember_s:
             self.forget()
             return None
-        return str(data["handle"])
+        return saved.handle
 
     def save(self, handle: str) -> None:
         if self.remember_s > 0:
@@ -111,27 +111,29 @@ class Tally:
             "by_modality": dict(self.by_modality),
         }
 
-    @classmethod
-    def from_dict(cls, data: Any) -> Tally:
-        if not isinstance(data, dict):
-            return cls()
-        tally = cls()
-        try:
-            for name in ("turns", "prompt", "response", "cached", "thoughts", "total"):
-                setattr(tally, name, max(0, int(data.get(name, 0))))
-            modalities = data.get("by_modality", {})
-            tally.by_modality = {str(k): max(0, int(v)) for k, v in dict(modalities).items()}
-        except (TypeError, ValueError, OverflowError) as exc:  # a corrupt file never stops us
-            log.warning("ignoring a corrupt usage tally (%s): counting from zero", exc)
-            return cls()
-        return tally
-
     def summary(self) -> str:
         modalities = ", ".join(f"{k} {v}" for k, v in sorted(self.by_modality.items()))
         return (
             f"{self.total} tokens in {self.turns} turns (prompt {self.prompt}, response "
             f"{self.response}, cached {self.cached}{'; ' + modalities if modalities else ''})"
         )
+
+
+class _SavedTally(BaseModel):
+    turns: int = Field(0, ge=0, strict=True)
+    prompt: int = Field(0, ge=0, strict=True)
+    response: int = Field(0, ge=0, strict=True)
+    cached: int = Field(0, ge=0, strict=True)
+    thoughts: int = Field(0, ge=0, strict=True)
+    total: int = Field(0, ge=0, strict=True)
+    by_modality: dict[str, int] = Field(default_factory=dict)
+
+
+class _SavedUsage(BaseModel):
+    """usage.json: the day's tally."""
+
+    day: str
+    tally: _SavedTally
 
 
 class UsageBook:
@@ -141,10 +143,12 @@ class UsageBook:
         self._path = state_dir / USAGE_FILE
         self._today = today or (lambda: datetime.date.today().isoformat())
         self.conversation = Tally()
-        data = _read_json(self._path)
+        saved = state_files.load(self._path, _SavedUsage)
         self._day = self._today()
-        saved_today = isinstance(data, dict) and data.get("day") == self._day
-        self.day = Tally.from_dict(data.get("tally")) if saved_today else Tally()
+        if saved is not None and saved.day == self._day:
+            self.day = Tally(**saved.tally.model_dump())
+        else:
+            self.day = Tally()
 
     def add(self, usage: Usage) -> None:
         self._roll_over()
