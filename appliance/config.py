@@ -327,6 +327,10 @@ class CostConfig(_Section):
     midnight (a press gets an earcon and the LEDs' `limit` look); 0: no limit."""
 
 
+SOCKET_PATH_MAX = 107
+"""Bytes in a Unix socket path (sun_path is 108 with the terminating NUL)."""
+
+
 class ControlConfig(_Section):
     """`[control]`: the Unix socket that `appliance talk|stop|status|...` use."""
 
@@ -334,6 +338,47 @@ class ControlConfig(_Section):
     """Default: `$RUNTIME_DIRECTORY/control.sock`, else `/run/appliance/control.sock`."""
     group: str | None = None
     """Group that may use the socket (mode 0660); unset: the service's own group."""
+
+    @field_validator("socket")
+    @classmethod
+    def _socket_path_usable(cls, socket: Path | None) -> Path | None:
+        """Everything `run` would die on when it binds, said by `check` first."""
+        if socket is None:
+            return None
+        text = str(socket)
+        if "\x00" in text:
+            raise ValueError("the path contains a NUL character")
+        if not socket.is_absolute():
+            raise ValueError("must be an absolute path, e.g. /run/appliance/control.sock")
+        if len(os.fsencode(text)) > SOCKET_PATH_MAX:
+            raise ValueError(
+                f"{len(os.fsencode(text))} bytes long; a Unix socket path has at most "
+                f"{SOCKET_PATH_MAX}: choose a shorter one"
+            )
+        ancestor = socket.parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if not ancestor.is_dir():
+            raise ValueError(f"its directory cannot be created: {ancestor} is not a directory")
+        if os.geteuid() == 0 and not os.access(ancestor, os.W_OK | os.X_OK):
+            raise ValueError(f"its directory cannot be created in {ancestor} (not writable)")
+        return socket
+
+    @field_validator("group")
+    @classmethod
+    def _group_exists(cls, group: str | None) -> str | None:
+        if group is None:
+            return None
+        import grp
+
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            raise ValueError(
+                f"no group {group!r} on this system (create it with `groupadd {group}`, or "
+                "remove the key)"
+            ) from None
+        return group
 
 
 class LoggingConfig(_Section):
@@ -385,13 +430,20 @@ def load(path: Path | str | None = None) -> Config:
     explicit = path is not None or "APPLIANCE_CONFIG" in os.environ
     file = Path(path or os.environ.get("APPLIANCE_CONFIG") or DEFAULT_PATH)
     try:
-        text = file.read_text(encoding="utf-8")
+        data = file.read_bytes()
     except FileNotFoundError:
         if explicit:
             raise ConfigError(file, ["no such file"]) from None
         return Config()
     except OSError as exc:
         raise ConfigError(file, [f"cannot read: {exc.strerror}"]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            file, [f"line {line}: not UTF-8 (byte {data[exc.start]:#04x}); save it as UTF-8"]
+        ) from None
     return parse(text, file)
 
 
@@ -401,13 +453,15 @@ def parse(text: str, path: Path | str = "<config>") -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError(path, ["not valid TOML: arrays or tables nested too deeply"]) from None
     return from_dict(raw, path)
 
 
 def from_dict(raw: Mapping[str, Any], path: Path | str = "<config>") -> Config:
     """Validate an already-parsed document, applying the board preset under it."""
     board = raw.get("board", "custom")
-    if board not in boards.PRESETS:
+    if not isinstance(board, str) or board not in boards.PRESETS:
         raise ConfigError(
             path,
             [f"board: unknown board {board!r}; allowed: {', '.join(sorted(boards.PRESETS))}"],
