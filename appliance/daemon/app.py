@@ -142,6 +142,8 @@ class Appliance:
         """A tool's answer was sent to be spoken (WHEN_IDLE / INTERRUPT) and the model has
         not started that turn yet: a transcript listener (`ask`) waits for it."""
         self._followup_calls = 0
+        self._declared: frozenset[str] = frozenset()
+        """The functions this session declared: only those run."""
         """Calls running whose answer the model will speak: `ask` waits for them too."""
         self._discard_reply = False
         """The user cut the reply short: drop its remaining chunks until it ends."""
@@ -459,6 +461,7 @@ class Appliance:
         if cfg.behaviour.tools:
             camera_on_request = self.camera is not None and cfg.camera.mode == "on_request"
             declarations = [t.declaration for t in tools.available(camera_on_request)]
+        self._declared = frozenset(str(d["name"]) for d in declarations)
         try:
             client = LiveClient(
                 cfg.live,
@@ -556,6 +559,7 @@ class Appliance:
                 await self._feed(state.Interrupted())
             case ev.TurnComplete(usage=usage):
                 self._log_said()
+                self.last_error = None  # a turn went through: the last failure is over
                 self.turn_no += 1
                 self.counters["turns"] += 1
                 self._reply_started = self._discard_reply = False
@@ -623,7 +627,9 @@ class Appliance:
         try:
             answers = []
             for call in calls:
-                answer = await tools.run_call(_ToolContext(self), call.name, call.args)
+                answer = await tools.run_call(
+                    _ToolContext(self), call.name, call.args, declared=self._declared
+                )
                 log.info("tool %s(%s) -> %s", call.name, call.args, answer)
                 if call.id not in self._tool_tasks:
                     log.info("tool %s: the call was cancelled; answer dropped", call.name)

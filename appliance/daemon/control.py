@@ -124,7 +124,12 @@ class ControlServer:
 
         try:
             try:
-                line = await reader.readline()
+                try:
+                    line = await reader.readline()
+                except ValueError:  # over the reader's limit: refuse, in one line
+                    raise RequestError(
+                        f"a request is one JSON line of at most {reader_limit_kib(reader)} KiB"
+                    ) from None
                 request = _parse(line)
                 async for reply in self._dispatch(request):
                     await send(reply)
@@ -167,6 +172,11 @@ class ControlServer:
             async for role, said in lines:
                 yield {"role": role, "text": said}
         yield {"ok": True}
+
+
+def reader_limit_kib(reader: asyncio.StreamReader) -> int:
+    """The longest line the reader takes (asyncio's default: 64 KiB)."""
+    return int(getattr(reader, "_limit", 65536)) // 1024
 
 
 def _parse(line: bytes) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -153,10 +153,14 @@ def scheduling_of(name: str) -> str | None:
     return tool.scheduling if tool is not None else None
 
 
-async def run_call(ctx: ToolContext, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Run one call; errors become an `error` answer the model can speak about."""
+async def run_call(
+    ctx: ToolContext, name: str, args: dict[str, Any], declared: Collection[str] | None = None
+) -> dict[str, Any]:
+    """Run one call; errors become an `error` answer the model can speak about. A call of
+    a function the session did not declare (`declared`; e.g. `look` with the camera in
+    stream mode) is refused, not run."""
     tool = TOOLS.get(name)
-    if tool is None:
+    if tool is None or (declared is not None and name not in declared):
         return {"error": f"unknown function {name!r}"}
     try:
         return await tool.handler(ctx, args)

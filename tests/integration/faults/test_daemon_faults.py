@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from appliance.audio.fakes import eventually
+from appliance.daemon.control import ControlClient
 from appliance.daemon.state import Ask, Stop
-from appliance.live.emulator import Emulator, Reply
+from appliance.live.emulator import Emulator, Fault, FaultKind, Reply, ToolCallSpec
 from tests.rig.appliance import running_appliance
 from tests.rig.emulator import tone
+from tests.rig.frames import fake_picamera2
 from tests.rig.jack import JackAudio
 
 pytestmark = [pytest.mark.jack, pytest.mark.timeout(120), pytest.mark.usefixtures("pins")]
@@ -75,3 +81,73 @@ async def test_a_bad_state_file_never_stops_the_daemon(
         assert r.app.status()["volume"] == 80  # the default
     assert emu.connections and emu.connections[0].resumed_from is None
     assert str(state / name) in caplog.text
+
+
+async def test_a_control_line_over_the_limit_gets_a_one_line_refusal(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found: a line over 64 KiB logged an ERROR with a traceback.
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        assert r.app.control is not None
+        reader, writer = await asyncio.open_unix_connection(str(r.app.control.path))
+        writer.write(b'{"cmd": "ask", "text": "' + b"a" * 100_000 + b'"}\n')
+        await writer.drain()
+        reply = json.loads(await reader.readline())
+        writer.close()
+        assert reply == {"ok": False, "error": "a request is one JSON line of at most 64 KiB"}
+        status = await asyncio.to_thread(ControlClient(r.app.control.path).status)
+        assert status["state"] == "idle"
+    assert "Traceback" not in caplog.text and "control request failed" not in caplog.text
+
+
+async def test_a_function_the_session_did_not_declare_is_not_run(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    # Found: with the camera in stream mode `look` is not declared, yet a call of it ran.
+    camera = fake_picamera2()
+    emu.scenario.default_reply = Reply(
+        tool_call=ToolCallSpec("look"), after_tool=Reply(text="ok", pcm=tone(610, 200))
+    )
+    sections = {"camera": {"enabled": True, "mode": "stream"}}
+    async with running_appliance(
+        jack_audio, emu, tmp_path, picamera2_class=camera, **sections
+    ) as r:
+        async for _ in r.app.transcript_of_next_turn(Ask("what do you see?")):
+            pass
+        setup = emu.connections[0].setup
+        assert setup is not None and "look" not in setup.function_names
+        await eventually(lambda: len(emu.recorder.of("tool_response")) == 1)
+    (response,) = emu.recorder.of("tool_response")
+    assert "unknown function 'look'" in str(response.message)
+
+
+async def test_the_last_error_is_cleared_by_a_turn_that_went_through(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    # Found: `status` kept showing an old failure after later conversations succeeded.
+    emu.scenario.faults = [Fault(FaultKind.BAD_KEY, connection=1)]
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        r.app.post(Ask("hello"))
+        await r.wait_state("error")
+        assert r.app.status()["last_error"]
+        emu.scenario.faults = []
+        r.app.post(Ask("hello again"))
+        speaking = await r.wait_state("speaking")
+        await r.wait_state("idle", after=speaking)
+        assert r.app.status()["last_error"] is None
+
+
+def test_status_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    # Found: `appliance status | head -1` printed a BrokenPipeError traceback.
+    conf = tmp_path / "config.toml"
+    conf.write_text("[behaviour]\nmode = 'toggle'\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "check", str(conf)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(60) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
