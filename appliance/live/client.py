@@ -61,6 +61,8 @@ BACKLOG_AUDIO_BYTES = 60 * 32000
 """At most this much 16 kHz audio (60 s) is kept while reconnecting; older is dropped."""
 REALTIME_KINDS = frozenset({"audio", "audio_stream_end", "video", "activity_start", "activity_end"})
 """Input that is resent on a new connection if the model had not answered it yet."""
+MAX_ERROR_CHARS = 400
+"""An error message is cut to this many characters before it is logged or shown."""
 TOOL_RESPONSE_NUDGE = bytes(640)
 """20 ms of 16 kHz silence sent after a tool response (see `send_tool_response`)."""
 COALESCE_AUDIO_BYTES = 3200
@@ -498,8 +500,15 @@ class LiveClient:
         self._emit(ev.FatalError(message, error.code))
 
     def _redact(self, text: str) -> str:
+        """What may reach a log line, an event or `status`: no key, and not a whole bad
+        frame (the SDK puts the frame it could not parse in its error: one 15 MB frame
+        made a 15 MB log line per retry)."""
         secret = self._api_key.get_secret_value()
-        return text.replace(secret, "***") if secret else text
+        if secret:
+            text = text.replace(secret, "***")
+        if len(text) > MAX_ERROR_CHARS:
+            text = f"{text[:MAX_ERROR_CHARS]}... ({len(text) - MAX_ERROR_CHARS} more characters)"
+        return text
 
     @contextlib.asynccontextmanager
     async def _open(self) -> AsyncIterator[Any]:

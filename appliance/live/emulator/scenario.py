@@ -81,6 +81,8 @@ class Fault:
     turn: int | None = None
     time_left_s: float = 1.0
     """GO_AWAY: the advertised (and real) time before the close."""
+    junk_bytes: int = 0
+    """MALFORMED: how much of the broken frame follows its start (a huge bad frame)."""
     once: bool = True
     """Fire only once over the emulator's life (so a reconnect succeeds)."""
     at_message: int | None = None

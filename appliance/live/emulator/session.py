@@ -270,7 +270,7 @@ class Session:
                 self._load_and_record(frame, time.monotonic_ns())
             return True
         if fault is not None and kind in (FaultKind.MALFORMED, FaultKind.UNKNOWN_MESSAGE):
-            await self._send_junk(kind)
+            await self._send_junk(kind, fault.junk_bytes)
             return False
         if fault is not None and kind is FaultKind.GO_AWAY:
             self._spawn(self._go_away(fault))
@@ -616,15 +616,16 @@ class Session:
         if kind is FaultKind.NO_SETUP_COMPLETE:
             return True  # the service goes silent for this turn
         if kind in (FaultKind.MALFORMED, FaultKind.UNKNOWN_MESSAGE):
-            await self._send_junk(kind)
+            await self._send_junk(kind, fault.junk_bytes)
             return False
         if kind is FaultKind.GO_AWAY:
             self._spawn(self._go_away(fault))
         return False
 
-    async def _send_junk(self, kind: FaultKind) -> None:
+    async def _send_junk(self, kind: FaultKind, size: int = 0) -> None:
         if kind is FaultKind.MALFORMED:
-            await self.ws.send(b'{"serverContent": {"modelTurn": ')
+            junk = b"x" * size
+            await self.ws.send(b'{"serverContent": {"modelTurn": "' + junk)
         else:
             await self.send({"error": {"code": 500, "message": "emulated unknown message"}})
 

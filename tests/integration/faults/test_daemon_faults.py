@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,19 @@ def test_status_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(60) == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+async def test_a_huge_bad_frame_is_not_logged_whole(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found: the SDK's parse error carries the whole frame: one 15 MB frame, one 15 MB
+    # log line per retry (105 MB of journal in 8 s).
+    caplog.set_level(logging.INFO)
+    emu.scenario.faults = [Fault(FaultKind.MALFORMED, connection=1, junk_bytes=2_000_000)]
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        r.app.post(Ask("hello"))
+        speaking = await r.wait_state("speaking", within_s=30)  # the retry went through
+        await r.wait_state("idle", after=speaking)
+    assert len(emu.connections) >= 2
+    assert max(len(rec.getMessage()) for rec in caplog.records) < 2000
+    assert "more characters" in caplog.text
