@@ -79,5 +79,18 @@ def tone(
     return bytes((samples * 32767).astype("<i2").tobytes())
 
 
+def resample(pcm: bytes, src_rate: int, dst_rate: int) -> bytes:
+    """S16_LE mono from `src_rate` to `dst_rate` by linear interpolation (for the odd
+    chunk at another rate; not a high-quality converter)."""
+    if src_rate == dst_rate or not pcm:
+        return pcm
+    np = _np()
+    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32)
+    n = len(x) * dst_rate // src_rate
+    positions = np.arange(n) * (src_rate / dst_rate)
+    y = np.interp(positions, np.arange(len(x)), x)
+    return bytes(np.clip(np.rint(y), -32768, 32767).astype("<i2").tobytes())
+
+
 def silence(frames: int) -> bytes:
     return bytes(2 * frames)

@@ -40,6 +40,7 @@ from google import genai
 from google.genai import types
 from pydantic import SecretStr
 
+from appliance.audio import dsp
 from appliance.config import LiveConfig
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError, LiveUnavailableError, classify
@@ -61,6 +62,8 @@ BACKLOG_AUDIO_BYTES = 60 * 32000
 """At most this much 16 kHz audio (60 s) is kept while reconnecting; older is dropped."""
 REALTIME_KINDS = frozenset({"audio", "audio_stream_end", "video", "activity_start", "activity_end"})
 """Input that is resent on a new connection if the model had not answered it yet."""
+REPLY_RATE = 24_000
+"""What the speaker plays: the Live API's usual output rate."""
 MAX_ERROR_CHARS = 400
 """An error message is cut to this many characters before it is logged or shown."""
 TOOL_RESPONSE_NUDGE = bytes(640)
@@ -247,6 +250,7 @@ class LiveClient:
         self._config = config
         self._api_key = api_key
         self._media_resolution = media_resolution
+        self._refused_mimes: set[str | None] = set()
         self._aad = automatic_activity_detection
         self._functions = tuple(function_declarations)
         self._handle = resumption_handle
@@ -764,7 +768,9 @@ class LiveClient:
         if content.model_turn is not None:
             for part in content.model_turn.parts or ():
                 if part.inline_data is not None and part.inline_data.data:
-                    self._emit(ev.AudioChunk(part.inline_data.data, now))
+                    pcm = self._reply_pcm(part.inline_data.data, part.inline_data.mime_type)
+                    if pcm:
+                        self._emit(ev.AudioChunk(pcm, now))
                 elif part.text and not part.thought:
                     self._emit(ev.Transcript("model", part.text))
         if content.output_transcription is not None and content.output_transcription.text:
@@ -779,8 +785,41 @@ class LiveClient:
             if self._go_away_reason is not None and not self._config.session_resumption:
                 self._switch_connection()  # no update to wait for
 
+    def _reply_pcm(self, data: bytes, mime_type: str | None) -> bytes | None:
+        """Reply audio as the speaker takes it (24 kHz S16_LE mono): PCM at another rate
+        is resampled (48 kHz played as 24 kHz is half speed); anything else (audio/mpeg
+        played as PCM is full-scale noise) is skipped, and said once per session."""
+        rate = pcm_rate(mime_type)
+        if rate is None:
+            if mime_type not in self._refused_mimes:
+                self._refused_mimes.add(mime_type)
+                log.error(
+                    "the Live API sent audio as %r, which cannot be played; skipped", mime_type
+                )
+            return None
+        return dsp.resample(data, rate, REPLY_RATE)
+
     def _emit(self, event: ev.LiveEvent) -> None:
         self._events.put_nowait(event)
+
+
+def pcm_rate(mime_type: str | None) -> int | None:
+    """The sample rate of a PCM mime type (`audio/pcm;rate=16000`; no rate: 24 kHz), or
+    None when it is not 16-bit PCM."""
+    if not mime_type:
+        return REPLY_RATE
+    kind, _, params = mime_type.partition(";")
+    if kind.strip().lower() not in ("audio/pcm", "audio/l16"):
+        return None
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "rate":
+            try:
+                rate = int(value.strip())
+            except ValueError:
+                return None
+            return rate if 8000 <= rate <= 192_000 else None
+    return REPLY_RATE
 
 
 def usage_from(meta: types.UsageMetadata) -> ev.Usage:

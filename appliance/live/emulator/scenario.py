@@ -139,6 +139,9 @@ class Scenario:
     after this many client messages since the last one, when no reply is in progress;
     0: only after setup and after each turn. The service's own rhythm is undocumented;
     counting messages keeps tests deterministic."""
+    output_mime: str | None = None
+    """The reply audio's mimeType; None: `audio/pcm;rate=24000` (a fault: a label that does
+    not match the service's usual output, e.g. 48 kHz PCM or audio/mpeg)."""
     use_espeak: bool = True
     voice: str = "en-us"
 

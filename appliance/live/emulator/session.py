@@ -668,7 +668,7 @@ class Session:
                     )
             part = {
                 "inlineData": {
-                    "mimeType": f"audio/pcm;rate={OUTPUT_RATE}",
+                    "mimeType": sc.output_mime or f"audio/pcm;rate={OUTPUT_RATE}",
                     "data": p.b64encode(chunk),
                 }
             }

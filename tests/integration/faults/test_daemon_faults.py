@@ -10,7 +10,9 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from appliance.audio.fakes import eventually
@@ -168,3 +170,41 @@ async def test_a_huge_bad_frame_is_not_logged_whole(
     assert len(emu.connections) >= 2
     assert max(len(rec.getMessage()) for rec in caplog.records) < 2000
     assert "more characters" in caplog.text
+
+
+def dominant_hz(blocks: Any, rate: int = 48_000) -> float:
+    x = np.concatenate(blocks).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * rate / len(x))
+
+
+async def test_reply_audio_at_another_rate_plays_at_the_right_speed_and_pitch(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path
+) -> None:
+    # Found: the mime type was never read: 48 kHz audio played at half speed.
+    emu.scenario.output_mime = "audio/pcm;rate=48000"
+    emu.scenario.default_reply = Reply(text="hi", pcm=tone(610, 1000, rate=48000))
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        r.app.post(Ask("hello"))
+        speaking = await r.wait_state("speaking")
+        await r.wait_state("idle", after=speaking)
+        frames, blocks = jack_audio.rig.blocks()
+        loud = set(jack_audio.rig.sound_frames().tolist())
+        played = [b for f, b in zip(frames, blocks, strict=True) if f in loud]
+    assert len(played) * 480 / 48_000 == pytest.approx(1.0, abs=0.1)
+    assert dominant_hz(played) == pytest.approx(610, abs=10)
+
+
+async def test_reply_audio_that_is_not_pcm_is_refused_not_played_as_noise(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found: bytes labelled audio/mpeg were played as full-scale noise.
+    emu.scenario.output_mime = "audio/mpeg"
+    emu.scenario.default_reply = Reply(text="hi", pcm=bytes(range(256)) * 200)
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        lines = [line async for line in r.app.transcript_of_next_turn(Ask("hello"))]
+        await asyncio.sleep(0.5)
+        assert any(role == "model" for role, _ in lines)  # the turn itself went on
+        assert r.app.machine.state != "error"
+    assert len(jack_audio.rig.sound_frames()) == 0
+    assert caplog.text.count("sent audio as 'audio/mpeg'") == 1
