@@ -143,6 +143,7 @@ class Appliance:
         not started that turn yet: a transcript listener (`ask`) waits for it."""
         self._followup_calls = 0
         self._declared: frozenset[str] = frozenset()
+        self._reply_watch: asyncio.TimerHandle | None = None
         """The functions this session declared: only those run."""
         """Calls running whose answer the model will speak: `ask` waits for them too."""
         self._discard_reply = False
@@ -359,6 +360,28 @@ class Appliance:
             asyncio.get_running_loop().call_later(LIMIT_SHOW_S, self._show_state_again)
         return True
 
+    def _watch_reply(self) -> None:
+        """A reply that goes quiet without turnComplete for `reply_timeout_s` is taken as
+        done (a broken service left the appliance `speaking` with a silent speaker)."""
+        self._stop_watching_reply()
+        self._reply_watch = asyncio.get_running_loop().call_later(
+            self.config.behaviour.reply_timeout_s, self._reply_went_quiet, self.session_no
+        )
+
+    def _stop_watching_reply(self) -> None:
+        if self._reply_watch is not None:
+            self._reply_watch.cancel()
+            self._reply_watch = None
+
+    def _reply_went_quiet(self, session: int) -> None:
+        self._reply_watch = None
+        if session == self.session_no:
+            log.warning(
+                "the reply stopped for %.0f s without turnComplete; taking the turn as done",
+                self.config.behaviour.reply_timeout_s,
+            )
+            self.post(_Live(session, ev.TurnComplete(None)))
+
     def _show_state_again(self) -> None:
         if self.leds is not None:
             self.leds.show(self.machine.state)
@@ -504,6 +527,7 @@ class Appliance:
         )
 
     async def _close_session(self) -> None:
+        self._stop_watching_reply()
         self._log_said()
         self._notify_listeners(None)
         client, self._live = self._live, None
@@ -542,6 +566,7 @@ class Appliance:
                     await self._feed(state.ReplyStarted())
                 if self.machine.state == "speaking" and self.playback is not None:
                     self.playback.enqueue(pcm, received)
+                self._watch_reply()
             case ev.Transcript(role=role, text=text):
                 if self._said and self._said[0] != role:
                     self._log_said()
@@ -553,11 +578,13 @@ class Appliance:
                 if role == "user":
                     await self._feed(state.UserSpeech())
             case ev.Interrupted():
+                self._stop_watching_reply()
                 self._log_said()
                 self.counters["interruptions"] += 1
                 self._reply_started = self._discard_reply = False
                 await self._feed(state.Interrupted())
             case ev.TurnComplete(usage=usage):
+                self._stop_watching_reply()
                 self._log_said()
                 self.last_error = None  # a turn went through: the last failure is over
                 self.turn_no += 1

@@ -65,6 +65,9 @@ class FaultKind(Enum):
     """Send a frame that is not JSON (the SDK raises ValueError "Failed to parse response")."""
     UNKNOWN_MESSAGE = "unknown_message"
     """Send `{"error": {...}}`, a frame with no known top-level key (the SDK raises)."""
+    NO_TURN_COMPLETE = "no_turn_complete"
+    """(At a turn.) Send the reply's audio, then neither generationComplete nor
+    turnComplete: the turn never ends by itself."""
     STALL_AFTER_TOOL_RESPONSE = "stall_after_tool_response"
     """(At a turn with a tool call.) After the function response, wait for more realtime
     input before going on, as Gemini 3.x was seen to do (pipecat): a client that sends

@@ -596,7 +596,7 @@ class Session:
         else:
             finished = await self._send_text(text, drop_at)
             response = {"modality": "TEXT", "tokenCount": _text_tokens(text)}
-        if not finished:
+        if not finished or (fault is not None and fault.kind is FaultKind.NO_TURN_COMPLETE):
             return
         await self.send({"serverContent": {"generationComplete": True}})
         usage = self._usage(prompt_tokens, text_in, response)

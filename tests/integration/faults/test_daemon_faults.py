@@ -208,3 +208,21 @@ async def test_reply_audio_that_is_not_pcm_is_refused_not_played_as_noise(
         assert r.app.machine.state != "error"
     assert len(jack_audio.rig.sound_frames()) == 0
     assert caplog.text.count("sent audio as 'audio/mpeg'") == 1
+
+
+async def test_a_reply_that_never_completes_does_not_leave_it_speaking_forever(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found: with no turnComplete the daemon stayed `speaking` with a silent speaker.
+    emu.scenario.default_reply = Reply(text="hi", pcm=tone(610, 500))
+    emu.scenario.faults = [Fault(FaultKind.NO_TURN_COMPLETE, connection=1, turn=1)]
+    sections = {"behaviour": {"reply_timeout_s": 2.0, "conversation_timeout_s": 2}}
+    async with running_appliance(jack_audio, emu, tmp_path, **sections) as r:
+        r.app.post(Ask("hello"))
+        speaking = await r.wait_state("speaking")
+        after = await r.wait_state("idle", after=speaking, within_s=15)
+        assert r.states[speaking : after + 1][-1] == "idle"
+        r.app.post(Ask("again"))  # and the next turn works
+        speaking = await r.wait_state("speaking", after=after)
+        await r.wait_state("idle", after=speaking)
+    assert "without turnComplete" in caplog.text
