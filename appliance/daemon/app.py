@@ -35,6 +35,7 @@ from appliance.daemon.control import ControlServer, RequestError, socket_path
 from appliance.daemon.conversation import MicPump
 from appliance.daemon.cost import Budget
 from appliance.daemon.memory import HandleStore, UsageBook
+from appliance.daemon.quiet_timer import QuietTimer
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError
 from appliance.tasks import cancel_and_wait
@@ -143,7 +144,11 @@ class Appliance:
         not started that turn yet: a transcript listener (`ask`) waits for it."""
         self._followup_calls = 0
         self._declared: frozenset[str] = frozenset()
-        self._reply_watch: asyncio.TimerHandle | None = None
+        self._reply_watch = QuietTimer(
+            lambda: self.config.behaviour.reply_timeout_s, self._reply_went_quiet
+        )
+        """A reply that goes quiet without turnComplete for `reply_timeout_s` is taken as
+        done (a broken service left the appliance `speaking` with a silent speaker)."""
         """The functions this session declared: only those run."""
         """Calls running whose answer the model will speak: `ask` waits for them too."""
         self._discard_reply = False
@@ -341,12 +346,7 @@ class Appliance:
         return self.budget.reached(self.usage.today())
 
     def limit_message(self) -> str:
-        cost = self.config.cost
-        return (
-            f"the daily limit of {cost.daily_limit:g} {cost.currency} is reached "
-            f"({self.budget.describe(self.usage.today())} today): no new conversation until "
-            "midnight; raise [cost] daily_limit in config.toml to go on"
-        )
+        return self.budget.limit_message(self.usage.today())
 
     def _refused_over_limit(self) -> bool:
         """A press or wake word while idle with the day's limit reached: an earcon and the
@@ -360,27 +360,12 @@ class Appliance:
             asyncio.get_running_loop().call_later(LIMIT_SHOW_S, self._show_state_again)
         return True
 
-    def _watch_reply(self) -> None:
-        """A reply that goes quiet without turnComplete for `reply_timeout_s` is taken as
-        done (a broken service left the appliance `speaking` with a silent speaker)."""
-        self._stop_watching_reply()
-        self._reply_watch = asyncio.get_running_loop().call_later(
-            self.config.behaviour.reply_timeout_s, self._reply_went_quiet, self.session_no
+    def _reply_went_quiet(self) -> None:
+        log.warning(
+            "the reply stopped for %.0f s without turnComplete; taking the turn as done",
+            self.config.behaviour.reply_timeout_s,
         )
-
-    def _stop_watching_reply(self) -> None:
-        if self._reply_watch is not None:
-            self._reply_watch.cancel()
-            self._reply_watch = None
-
-    def _reply_went_quiet(self, session: int) -> None:
-        self._reply_watch = None
-        if session == self.session_no:
-            log.warning(
-                "the reply stopped for %.0f s without turnComplete; taking the turn as done",
-                self.config.behaviour.reply_timeout_s,
-            )
-            self.post(_Live(session, ev.TurnComplete(None)))
+        self.post(_Live(self.session_no, ev.TurnComplete(None)))
 
     def _show_state_again(self) -> None:
         if self.leds is not None:
@@ -527,7 +512,7 @@ class Appliance:
         )
 
     async def _close_session(self) -> None:
-        self._stop_watching_reply()
+        self._reply_watch.stop()
         self._log_said()
         self._notify_listeners(None)
         client, self._live = self._live, None
@@ -566,7 +551,7 @@ class Appliance:
                     await self._feed(state.ReplyStarted())
                 if self.machine.state == "speaking" and self.playback is not None:
                     self.playback.enqueue(pcm, received)
-                self._watch_reply()
+                self._reply_watch.poke()
             case ev.Transcript(role=role, text=text):
                 if self._said and self._said[0] != role:
                     self._log_said()
@@ -578,13 +563,13 @@ class Appliance:
                 if role == "user":
                     await self._feed(state.UserSpeech())
             case ev.Interrupted():
-                self._stop_watching_reply()
+                self._reply_watch.stop()
                 self._log_said()
                 self.counters["interruptions"] += 1
                 self._reply_started = self._discard_reply = False
                 await self._feed(state.Interrupted())
             case ev.TurnComplete(usage=usage):
-                self._stop_watching_reply()
+                self._reply_watch.stop()
                 self._log_said()
                 self.last_error = None  # a turn went through: the last failure is over
                 self.turn_no += 1

@@ -79,3 +79,11 @@ class Budget:
 
     def describe(self, tally: Tally) -> str:
         return f"{self.spent(tally):.4f} {self.prices.currency}"
+
+    def limit_message(self, today: Tally) -> str:
+        """What a refused press or `ask` is told."""
+        return (
+            f"the daily limit of {self.prices.daily_limit:g} {self.prices.currency} is "
+            f"reached ({self.describe(today)} today): no new conversation until midnight; "
+            "raise [cost] daily_limit in config.toml to go on"
+        )
