@@ -18,7 +18,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from appliance.audio.echo import available as echo_available
 from appliance.daemon.state import STATES
@@ -49,9 +50,31 @@ and `camera`, shown on top while frames are being sent."""
 
 
 class _Section(BaseModel):
-    """Base of every section: frozen, and unknown keys are errors."""
+    """Base of every section: frozen, unknown keys are errors, and a number is a number
+    (pydantic's lax mode took `volume = true` for 1 % and `period_ms = "20"` for 20)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for name, value in data.items():
+                field = cls.model_fields.get(str(name))
+                if field is not None and isinstance(value, bool | str) and _numeric(field):
+                    kind = "true or false" if isinstance(value, bool) else "a string"
+                    raise PydanticCustomError(
+                        "not_a_number",
+                        "Input should be a number, not {kind}",
+                        {"field": str(name), "kind": kind, "value": value},
+                    )
+        return data
+
+
+def _numeric(field: Any) -> bool:
+    """Whether a field takes a number (int or float, maybe None), not a bool."""
+    kinds = get_args(field.annotation) or (field.annotation,)
+    return any(kind in (int, float) for kind in kinds)
 
 
 class LiveConfig(_Section):
@@ -513,6 +536,9 @@ def _describe(err: Any) -> str:
             allowed = ", ".join(model.model_fields)
             hint = f"; did you mean {close[0]!r}?" if close else f"; allowed keys: {allowed}"
         return f"{key}: unknown key{hint}"
+    if kind == "not_a_number":  # raised for the section, about one of its keys
+        ctx = err["ctx"]
+        return f"{key}.{ctx['field']}: {err['msg']} (got {ctx['value']!r})"
     message = str(err["msg"]).removeprefix("Value error, ")
     if not loc:  # a check across sections names its keys itself
         return message

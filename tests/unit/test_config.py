@@ -80,8 +80,17 @@ def test_unknown_section_lists_allowed_sections() -> None:
 
 def test_wrong_type_names_value() -> None:
     assert errors_of('[audio]\nperiod_ms = "twenty"') == [
-        "/etc/appliance/config.toml: audio.period_ms: Input should be a valid integer, "
-        "unable to parse string as an integer (got 'twenty')"
+        "/etc/appliance/config.toml: audio.period_ms: Input should be a number, not a string "
+        "(got 'twenty')"
+    ]
+    # Not taken for a number any more: a quoted number, a boolean.
+    assert errors_of('[audio]\nperiod_ms = "20"\nvolume = true') == [
+        "/etc/appliance/config.toml: audio.period_ms: Input should be a number, not a string "
+        "(got '20')"
+    ]
+    assert errors_of("[audio]\nvolume = true") == [
+        "/etc/appliance/config.toml: audio.volume: Input should be a number, not true or "
+        "false (got True)"
     ]
 
 

@@ -31,6 +31,11 @@ CASES = {
         b'[control]\nsocket = "/tmp/a\\u0000b.sock"\n',
         "the path contains a NUL character",
     ),
+    "true for a volume": (b"[audio]\nvolume = true\n", "audio.volume: Input should be a number"),
+    "a string for a period": (
+        b'[audio]\nperiod_ms = "20"\n',
+        "audio.period_ms: Input should be a number, not a string",
+    ),
     "a socket directory under a file": (
         b'[control]\nsocket = "/etc/hostname/appliance/control.sock"\n',
         "/etc/hostname is not a directory",
