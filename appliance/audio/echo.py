@@ -277,7 +277,6 @@ class EchoCanceller:
 
     def clean(self, pcm: bytes, captured_ns: int) -> bytes:
         """The period ending at `captured_ns` (16 kHz mono S16_LE), cleaned."""
-        np = None
         stamp = captured_ns - self._period_ns + self._lead_ns
         cursor = self._cursor
         if cursor is None or abs(stamp - cursor) > RESYNC_MS * 1_000_000:

@@ -146,7 +146,7 @@ async def test_with_echo_cancellation_a_user_talking_over_a_reply_interrupts_it(
         after = time.monotonic_ns()
         await r.wait_state("listening", after=speaking)
         await asyncio.sleep(1.0)
-        frames, blocks = rig.blocks()
+        frames, _ = rig.blocks()
 
     # The JACK clock against ours: frame `now_frame` was current at about (before+after)/2.
     def mono_ns(frame: int) -> int:
@@ -163,7 +163,6 @@ async def test_with_echo_cancellation_a_user_talking_over_a_reply_interrupts_it(
     first_quiet = next(f for f in after_interrupt if f not in sounding)
     silent_after_ms = (mono_ns(first_quiet) - interrupted[0]) / 1e6
     assert silent_after_ms < 200, silent_after_ms
-    assert len(blocks)
 
 
 # --- the wake word over the speaker (half duplex, the default) --------------------------
