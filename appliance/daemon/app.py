@@ -30,7 +30,7 @@ from appliance.audio.echo import EchoCanceller, open_canceller
 from appliance.audio.playback import Playback
 from appliance.audio.volume import Volume
 from appliance.config import Config
-from appliance.daemon import service, state, tools
+from appliance.daemon import service, state
 from appliance.daemon.control import ControlServer, RequestError, socket_path
 from appliance.daemon.conversation import MicPump
 from appliance.daemon.cost import Budget
@@ -39,6 +39,8 @@ from appliance.daemon.quiet_timer import QuietTimer
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError
 from appliance.tasks import cancel_and_wait
+from appliance.tools.setup import make_toolbox
+from appliance.tools.toolbox import SessionTools, Toolbox
 from appliance.voice.hands_free import HandsFree, wants_gate
 
 if TYPE_CHECKING:
@@ -143,14 +145,16 @@ class Appliance:
         """A tool's answer was sent to be spoken (WHEN_IDLE / INTERRUPT) and the model has
         not started that turn yet: a transcript listener (`ask`) waits for it."""
         self._followup_calls = 0
-        self._declared: frozenset[str] = frozenset()
+        """Calls running whose answer the model will speak: `ask` waits for them too."""
+        self._session_tools = SessionTools()
+        """The functions this session declared: only those run."""
+        self.toolbox = Toolbox([])
+        """Where the session's tools come from; its sources are set up in start()."""
         self._reply_watch = QuietTimer(
             lambda: self.config.behaviour.reply_timeout_s, self._reply_went_quiet
         )
         """A reply that goes quiet without turnComplete for `reply_timeout_s` is taken as
         done (a broken service left the appliance `speaking` with a silent speaker)."""
-        """The functions this session declared: only those run."""
-        """Calls running whose answer the model will speak: `ask` waits for them too."""
         self._discard_reply = False
         """The user cut the reply short: drop its remaining chunks until it ends."""
         self._said: tuple[str, str] | None = None
@@ -207,6 +211,7 @@ class Appliance:
             on_voice=self.hands_free.voice,
         )
         self._open_hardware()
+        self.toolbox = make_toolbox(cfg, camera_present=self.camera is not None)
         self.control = ControlServer(
             socket_path(cfg.control, self.env), _ControlHandler(self), group=cfg.control.group
         )
@@ -465,17 +470,11 @@ class Appliance:
         from appliance.live.client import LiveClient
 
         cfg = self.config
-        declarations = []
-        if cfg.behaviour.tools:
-            camera_on_request = self.camera is not None and cfg.camera.mode == "on_request"
-            declarations = [t.declaration for t in tools.available(camera_on_request)]
-        self._declared = frozenset(str(d["name"]) for d in declarations)
         try:
             client = LiveClient(
                 cfg.live,
                 self.api_key,
                 automatic_activity_detection=cfg.behaviour.mode == "toggle",
-                function_declarations=declarations,
                 resumption_handle=self.handles.load(),
                 on_resumption_handle=self.handles.save,
                 media_resolution=cfg.camera.media_resolution if cfg.camera.enabled else None,
@@ -492,6 +491,10 @@ class Appliance:
         task.add_done_callback(self._live_tasks.discard)
 
     async def _connect(self, number: int, client: LiveClient) -> None:
+        self._session_tools = SessionTools()
+        if self.config.behaviour.tools:
+            self._session_tools = await self.toolbox.open()
+        client.declare(self._session_tools.declarations())
         try:
             await client.connect()
         except LiveError as exc:
@@ -632,21 +635,21 @@ class Appliance:
         """Run the calls and answer them on the session that made them: an answer for a
         call the service cancelled meanwhile, or for a conversation that ended, is
         dropped (a new session would not know the call id)."""
-        live = self._live
+        live, session_tools = self._live, self._session_tools
         spoken = {"WHEN_IDLE", "INTERRUPT"}
-        followup = any(tools.scheduling_of(call.name) in spoken for call in calls)
+        followup = any(self._session_tools.scheduling_of(call.name) in spoken for call in calls)
         self._followup_calls += followup
         try:
             answers = []
             for call in calls:
-                answer = await tools.run_call(
-                    _ToolContext(self), call.name, call.args, declared=self._declared
-                )
+                answer = await session_tools.run(_ToolContext(self), call.name, call.args)
                 log.info("tool %s(%s) -> %s", call.name, call.args, answer)
                 if call.id not in self._tool_tasks:
                     log.info("tool %s: the call was cancelled; answer dropped", call.name)
                     continue
-                answers.append((call.id, call.name, answer, tools.scheduling_of(call.name)))
+                answers.append(
+                    (call.id, call.name, answer, self._session_tools.scheduling_of(call.name))
+                )
             if answers and live is not None and self._live is live:
                 live.send_tool_response(answers)
                 if any(scheduling in spoken for *_, scheduling in answers):

@@ -306,6 +306,11 @@ class LiveClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def declare(self, function_declarations: Sequence[dict[str, Any]]) -> None:
+        """The functions to set the session up with; before `connect()` (they are
+        listed while the client is made, from sources that answer in their own time)."""
+        self._functions = tuple(function_declarations)
+
     async def connect(self) -> None:
         """Open the first connection; raises LiveFatalError or LiveUnavailableError."""
         loop = asyncio.get_running_loop()

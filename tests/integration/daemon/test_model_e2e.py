@@ -13,9 +13,10 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from appliance.audio.fakes import eventually
-from appliance.daemon import tools
 from appliance.daemon.state import Ask, Press, Stop
 from appliance.live.emulator import Emulator, Reply, ToolCallSpec
+from appliance.tools import base as tools
+from appliance.tools import builtin
 from tests.rig.appliance import running_appliance, speech_48k
 from tests.rig.emulator import tone
 from tests.rig.jack import JackAudio
@@ -50,13 +51,13 @@ async def test_a_retired_model_is_named_with_the_key_to_change(
 @pytest.fixture
 def slow_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """`get_local_time` takes a second (a slow home-control call stands in for it)."""
-    original = tools.TOOLS["get_local_time"]
+    original = builtin.TOOLS["get_local_time"]
 
     async def slow(ctx: tools.ToolContext, args: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(1.0)
         return await original.handler(ctx, args)
 
-    monkeypatch.setitem(tools.TOOLS, "get_local_time", replace(original, handler=slow))
+    monkeypatch.setitem(builtin.TOOLS, "get_local_time", replace(original, handler=slow))
 
 
 @pytest.mark.usefixtures("slow_time")

@@ -1,52 +1,15 @@
-"""Functions the model may call, run on the device: volume, time, stop, look.
+"""The device's own functions: volume, time, stop, look.
 
-Each tool is a declaration the Live session is set up with (JSON schema) and a handler
-that returns the JSON answer. Handlers get what they need through `ToolContext`, a small
-interface the daemon implements, so they can be tested without audio or a camera.
+Handlers get what they need through `ToolContext`, a small interface the daemon
+implements, so they can be tested without audio or a camera.
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
-from collections.abc import Awaitable, Callable, Collection
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-log = logging.getLogger(__name__)
-
-
-class ToolContext(Protocol):
-    """What tools may touch."""
-
-    def get_volume(self) -> int: ...
-
-    def set_volume(self, percent: int) -> int: ...
-
-    def end_conversation(self) -> None: ...
-
-    async def look(self) -> bytes | None:
-        """A JPEG from the camera, or None when there is none."""
-        ...
-
-
-Handler = Callable[[ToolContext, dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-@dataclass(frozen=True)
-class Tool:
-    """A declaration, its handler, and how its answer reaches the conversation.
-
-    `declaration["behavior"]`: BLOCKING when the model needs the answer to go on (the
-    time, the volume asked for); NON_BLOCKING when it can keep talking meanwhile (models
-    without asynchronous calls treat every call as blocking). `scheduling`, for
-    NON_BLOCKING calls: SILENT (only added to the model's context: "done" needs no
-    words), WHEN_IDLE (mentioned when the model is free), INTERRUPT (said now).
-    """
-
-    declaration: dict[str, Any]
-    handler: Handler
-    scheduling: str | None = None
+from appliance.tools.base import Tool, ToolContext
 
 
 async def _get_volume(ctx: ToolContext, args: dict[str, Any]) -> dict[str, Any]:
@@ -147,23 +110,13 @@ def available(camera_on_request: bool) -> list[Tool]:
     return [t for name, t in TOOLS.items() if name != "look" or camera_on_request]
 
 
-def scheduling_of(name: str) -> str | None:
-    """How the answer to a call of `name` is to be scheduled (None: BLOCKING, or unknown)."""
-    tool = TOOLS.get(name)
-    return tool.scheduling if tool is not None else None
+class BuiltinTools:
+    """The built-in functions as a tool source for the `Toolbox`."""
 
+    name = "built-in"
 
-async def run_call(
-    ctx: ToolContext, name: str, args: dict[str, Any], declared: Collection[str] | None = None
-) -> dict[str, Any]:
-    """Run one call; errors become an `error` answer the model can speak about. A call of
-    a function the session did not declare (`declared`; e.g. `look` with the camera in
-    stream mode) is refused, not run."""
-    tool = TOOLS.get(name)
-    if tool is None or (declared is not None and name not in declared):
-        return {"error": f"unknown function {name!r}"}
-    try:
-        return await tool.handler(ctx, args)
-    except Exception as exc:  # a broken tool must not end the conversation
-        log.exception("tool %s failed", name)
-        return {"error": f"{type(exc).__name__}: {exc}"}
+    def __init__(self, camera_on_request: bool) -> None:
+        self.camera_on_request = camera_on_request
+
+    async def tools(self) -> list[Tool]:
+        return available(self.camera_on_request)

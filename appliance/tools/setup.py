@@ -1,0 +1,20 @@
+"""Which tool sources this appliance has, from its config: the one place a new source is
+added (app.py only asks for the toolbox)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from appliance.tools.base import ToolSource
+from appliance.tools.builtin import BuiltinTools
+from appliance.tools.toolbox import Toolbox
+
+if TYPE_CHECKING:
+    from appliance.config import Config
+
+
+def make_toolbox(config: Config, *, camera_present: bool) -> Toolbox:
+    """The built-in functions (`look` only with a camera in `on_request` mode)."""
+    camera_on_request = camera_present and config.camera.mode == "on_request"
+    sources: list[ToolSource] = [BuiltinTools(camera_on_request)]
+    return Toolbox(sources)
