@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 EX_OK = 0
 EX_USAGE = 64
@@ -119,6 +120,13 @@ def _parser() -> argparse.ArgumentParser:
     status = control_verb("status", "state, last error, counters and tokens used")
     status.add_argument("--json", action="store_true", help="print JSON")
     status.set_defaults(handler=_control, verb="status")
+    control_verb("timers", "list the timers and alarms that are set").set_defaults(
+        handler=_control, verb="timers"
+    )
+    timer = control_verb("timer", "manage one timer or alarm")
+    timer.add_argument("action", choices=["cancel"])
+    timer.add_argument("id", help="its id, from `appliance timers`")
+    timer.set_defaults(handler=_control, verb="timer")
     ask = control_verb("ask", "type to the assistant; the answer is spoken and printed")
     ask.add_argument("text", nargs="+")
     ask.set_defaults(handler=_control, verb="ask")
@@ -200,6 +208,10 @@ def _control(args: argparse.Namespace) -> int:
             client.mute(args.setting == "on")
         elif args.verb == "status":
             _print_status(client.status(), as_json=args.json)
+        elif args.verb == "timers":
+            _print_timers(client.timers())
+        elif args.verb == "timer":
+            print(f"cancelled {client.cancel_timer(args.id)}")
         else:
             lines = (client.ask if args.verb == "ask" else client.say)(" ".join(args.text))
             _print_transcript(lines)
@@ -222,6 +234,15 @@ def _print_transcript(lines: Iterable[tuple[str, str]]) -> None:
         print(text, end="", flush=True)
     if current is not None:
         print()
+
+
+def _print_timers(timers: list[dict[str, Any]]) -> None:
+    if not timers:
+        print("no timers or alarms are set")
+    for t in timers:
+        label = f" {t['label']!r}" if t.get("label") else ""
+        extra = t.get("duration") or ", ".join(t.get("repeat") or []) or "once"
+        print(f"{t['id']}  {t['kind']}{label}  rings {t['rings_at']}  ({extra})")
 
 
 def _print_status(status: dict[str, object], *, as_json: bool) -> None:

@@ -227,6 +227,7 @@ def _default_led_patterns() -> dict[str, LedPattern]:
         "offline": LedPattern(pattern="blink", colour="#ff8000", level=0.5, period_s=2.0),
         "error": LedPattern(pattern="blink", colour="#ff0000", level=1.0, period_s=0.4),
         "limit": LedPattern(pattern="blink", colour="#ffff00", level=0.6, period_s=1.0),
+        "ringing": LedPattern(pattern="blink", colour="#ffc000", level=1.0, period_s=0.3),
         "camera": LedPattern(pattern="on", colour="#ff00ff", level=0.5),
     }
 
@@ -350,6 +351,17 @@ class CostConfig(_Section):
     midnight (a press gets an earcon and the LEDs' `limit` look); 0: no limit."""
 
 
+class TimersConfig(_Section):
+    """`[timers]`: timers and alarms the model can set (see `appliance.timers`)."""
+
+    enabled: bool = True
+    """Declare the timer functions to the model and ring what is due."""
+    ring_volume: int = Field(60, ge=0, le=100)
+    """The ringing plays at the user's volume, but never below this percent."""
+    ring_max_s: float = Field(300.0, ge=1, le=3600)
+    """Ringing nobody silences stops after this long (then it is logged)."""
+
+
 SOCKET_PATH_MAX = 107
 """Bytes in a Unix socket path (sun_path is 108 with the terminating NUL)."""
 
@@ -423,6 +435,7 @@ class Config(_Section):
     behaviour: BehaviourConfig = BehaviourConfig()
     wake: WakeConfig = WakeConfig()
     cost: CostConfig = CostConfig()
+    timers: TimersConfig = TimersConfig()
     control: ControlConfig = ControlConfig()
     logging: LoggingConfig = LoggingConfig()
 

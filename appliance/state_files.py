@@ -45,3 +45,17 @@ def load(path: Path, model: type[M]) -> M | None:
             "%s is not valid (%s: %s): %s; using defaults", path, field, problem["msg"], where
         )
         return None
+
+
+def save(path: Path, model: BaseModel) -> bool:
+    """Write `model` as JSON, atomically (a power cut leaves the old file or the new one,
+    never half of one); False, logged, when the disk refuses."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(model.model_dump_json())
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.error("cannot save %s: %s", path, exc)
+        return False
+    return True

@@ -72,6 +72,9 @@ class Volume:
             except OSError as exc:
                 log.error("%s; using software volume", exc)
         self.percent = self._load(config.volume)
+        self.floor = 0
+        """A level the speaker does not go below for now, without changing the user's
+        setting (a ringing timer must be heard at 5 %); `set_floor(0)` ends it."""
         self.software_gain = 1.0
         self._apply()
 
@@ -89,16 +92,22 @@ class Volume:
     def change(self, delta: int) -> int:
         return self.set(self.percent + delta)
 
+    def set_floor(self, percent: int) -> None:
+        """Play at least `percent` until `set_floor(0)`; not saved."""
+        self.floor = max(0, min(100, int(percent)))
+        self._apply()
+
     def _apply(self) -> None:
+        level = max(self.percent, self.floor)
         if self._mixer is not None:
             try:
-                self._mixer.setvolume(self.percent)
+                self._mixer.setvolume(level)
                 self.software_gain = 1.0
                 return
             except Exception as exc:
                 log.error("setting mixer volume failed (%s); using software volume", exc)
                 self._mixer = None
-        self.software_gain = dsp.volume_to_gain(self.percent)
+        self.software_gain = dsp.volume_to_gain(level)
 
     def _load(self, default: int) -> int:
         if self._path is None:

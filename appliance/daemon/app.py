@@ -39,6 +39,9 @@ from appliance.daemon.quiet_timer import QuietTimer
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError
 from appliance.tasks import cancel_and_wait
+from appliance.timers.clock import Clock
+from appliance.timers.keeper import TimerKeeper
+from appliance.timers.ringer import Ringer
 from appliance.tools.setup import make_toolbox
 from appliance.tools.toolbox import SessionTools, Toolbox
 from appliance.voice.hands_free import HandsFree, wants_gate
@@ -110,6 +113,7 @@ class Appliance:
         on_state: Callable[[str], None] | None = None,
         on_transcript: Callable[[str, str], None] | None = None,
         picamera2_class: type | None = None,
+        clock: Clock | None = None,
     ) -> None:
         env = dict(os.environ if environ is None else environ)
         self.config = config
@@ -178,6 +182,10 @@ class Appliance:
         self.camera: Any = None
         self.echo: EchoCanceller | None = None
         self.control: ControlServer | None = None
+        self._clock = clock
+        """The wall clock timers and alarms keep (a manual one in tests)."""
+        self.timers: TimerKeeper | None = None
+        self.ringer: Ringer | None = None
 
     # -- lifetime ---------------------------------------------------------------------
 
@@ -211,7 +219,8 @@ class Appliance:
             on_voice=self.hands_free.voice,
         )
         self._open_hardware()
-        self.toolbox = make_toolbox(cfg, camera_present=self.camera is not None)
+        self._open_timers()
+        self.toolbox = make_toolbox(cfg, camera_present=self.camera is not None, timers=self.timers)
         self.control = ControlServer(
             socket_path(cfg.control, self.env), _ControlHandler(self), group=cfg.control.group
         )
@@ -242,6 +251,23 @@ class Appliance:
             cfg.camera, on_active=self.leds.camera_active, picamera2_class=self._picamera2_class
         )
 
+    def _open_timers(self) -> None:
+        cfg = self.config.timers
+        if not cfg.enabled:
+            return
+        assert self.playback is not None
+        self.timers = TimerKeeper(
+            self.state_dir, lambda entry: self.post(state.Ring(entry.describe())), self._clock
+        )
+        self.ringer = Ringer(
+            self.playback,
+            self.volume,
+            floor_percent=cfg.ring_volume,
+            max_s=cfg.ring_max_s,
+            on_ended=lambda: self.post(state.RingEnded()),
+        )
+        self.timers.start()
+
     def _close_hardware(self) -> None:
         if self.button is not None:
             self.button.close()
@@ -267,6 +293,10 @@ class Appliance:
 
     async def _close(self) -> None:
         self._cancel_timer()
+        if self.timers is not None:
+            await self.timers.close()
+        if self.ringer is not None:
+            await self.ringer.stop()
         if self.playback is not None:
             await self.playback.stop()
         await self._close_session()
@@ -431,6 +461,10 @@ class Appliance:
             case state.Capture(on=on):
                 assert self.capture is not None
                 await (self.capture.start() if on else self.capture.stop())
+            case state.StartRinging() if self.ringer is not None:
+                self.ringer.start()
+            case state.StopRinging() if self.ringer is not None:
+                await self.ringer.stop()
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -823,6 +857,20 @@ class _ControlHandler:
 
     async def status(self) -> dict[str, Any]:
         return self.app.status()
+
+    async def timers(self) -> list[dict[str, Any]]:
+        return self._keeper().listing()
+
+    async def cancel_timer(self, timer_id: str) -> str:
+        entry = self._keeper().cancel(timer_id)
+        if entry is None:
+            raise RequestError(f"no timer or alarm {timer_id!r}: `appliance timers` lists them")
+        return f"{entry.id} {entry.describe()}"
+
+    def _keeper(self) -> TimerKeeper:
+        if self.app.timers is None:
+            raise RequestError("timers are off: [timers] enabled = false in the config")
+        return self.app.timers
 
     def ask(self, text: str) -> AsyncIterator[tuple[str, str]]:
         return self._turn(state.Ask(text))

@@ -67,6 +67,14 @@ class ControlHandler(Protocol):
 
     async def status(self) -> dict[str, Any]: ...
 
+    async def timers(self) -> list[dict[str, Any]]:
+        """The timers and alarms that are set, soonest first."""
+        ...
+
+    async def cancel_timer(self, timer_id: str) -> str:
+        """Cancel one; what was cancelled (RequestError when there is no such one)."""
+        ...
+
     def ask(self, text: str) -> AsyncIterator[tuple[str, str]]:
         """Send typed text; yield `(role, text)` transcript lines until the turn ends."""
         ...
@@ -162,6 +170,15 @@ class ControlServer:
         elif cmd == "status":
             yield {"ok": True, **await h.status()}
             return
+        elif cmd == "timers":
+            yield {"ok": True, "timers": await h.timers()}
+            return
+        elif cmd == "timer_cancel":
+            timer_id = req.get("id")
+            if not isinstance(timer_id, str) or not timer_id:
+                raise RequestError('timer_cancel needs "id": a timer id from `appliance timers`')
+            yield {"ok": True, "cancelled": await h.cancel_timer(timer_id)}
+            return
         else:  # ask, say
             text = req.get("text")
             if not isinstance(text, str) or not text.strip():
@@ -228,6 +245,12 @@ class ControlClient:
         reply = self.request("status")
         reply.pop("ok", None)
         return reply
+
+    def timers(self) -> list[dict[str, Any]]:
+        return list(self.request("timers")["timers"])
+
+    def cancel_timer(self, timer_id: str) -> str:
+        return str(self.request("timer_cancel", id=timer_id)["cancelled"])
 
     def ask(self, text: str, timeout_s: float = 120.0) -> Iterator[tuple[str, str]]:
         """Yield `(role, text)` transcript lines of the reply until the turn ends."""

@@ -46,6 +46,10 @@ and speaker, close the session; events not listed are ignored and change nothing
     muted       Press                        muted       a reminder chime
     any         Offline / Fatal              offline / error   end, error chime
     offline/error  Press/Wake/Ask            connecting  a retry;  Reset -> idle
+    idle/muted/offline/error  Ring           ringing     a timer or alarm rings
+    ringing     Press/Wake/Stop/RingEnded    (before)    silence it, back where it was
+    ringing     Ask / Mute(on)               connecting / muted (silenced first)
+    active      Ring                         (same)      the model is told, no ringing
 
 ("active" = connecting, listening, thinking, speaking.) Muted means no mic audio at all:
 capture is closed and nothing leaves the device until `Mute(on=False)`.
@@ -58,6 +62,7 @@ no mic audio is ever sent, and in half duplex none while `speaking` (plus a tail
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -65,7 +70,15 @@ if TYPE_CHECKING:
     from appliance.config import Config
 
 State = Literal[
-    "idle", "connecting", "listening", "thinking", "speaking", "muted", "offline", "error"
+    "idle",
+    "connecting",
+    "listening",
+    "thinking",
+    "speaking",
+    "muted",
+    "offline",
+    "error",
+    "ringing",
 ]
 STATES: tuple[State, ...] = (
     "idle",
@@ -76,6 +89,7 @@ STATES: tuple[State, ...] = (
     "muted",
     "offline",
     "error",
+    "ringing",
 )
 ACTIVE: frozenset[State] = frozenset({"connecting", "listening", "thinking", "speaking"})
 """States in which a conversation (and a session) exists."""
@@ -198,6 +212,18 @@ class Timeout:
 
 
 @dataclass(frozen=True, slots=True)
+class Ring:
+    """A timer or alarm is due; `what` names it ("timer 'pasta' (10 min)")."""
+
+    what: str
+
+
+@dataclass(frozen=True, slots=True)
+class RingEnded:
+    """Nobody silenced the ringing within `[timers] ring_max_s`."""
+
+
+@dataclass(frozen=True, slots=True)
 class Reset:
     """Leave `error`/`offline` (e.g. after a config reload)."""
 
@@ -222,6 +248,8 @@ Event = (
     | TurnComplete
     | PlaybackDrained
     | Timeout
+    | Ring
+    | RingEnded
     | Reset
 )
 
@@ -327,6 +355,16 @@ class Capture:
     on: bool
 
 
+@dataclass(frozen=True, slots=True)
+class StartRinging:
+    """Ring the timer's tone on the speaker until `StopRinging`."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopRinging:
+    """Silence the ringing."""
+
+
 Action = (
     OpenSession
     | CloseSession
@@ -342,6 +380,8 @@ Action = (
     | CancelTimeout
     | Camera
     | Capture
+    | StartRinging
+    | StopRinging
 )
 
 
@@ -385,6 +425,8 @@ class Memory:
     """TurnComplete came while the reply was still playing."""
     pending: Ask | None = None
     """Typed text to send once the session is ready."""
+    resume: State = "idle"
+    """Where `ringing` goes back to once silenced."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,6 +520,9 @@ def _table(p: Policy, m: Memory, ev: Event) -> Step:
         """Back to listening in toggle mode (after a reply, or barge-in)."""
         mic = (StreamMic(delay_ms=p.tail_ms),) if half else ()
         return go("listening", *first, *mic, ArmTimeout(p.timeout_s), turn_done=False)
+
+    if s == "ringing" or isinstance(ev, Ring | RingEnded):
+        return _ringing(m, ev, lambda: _table(p, Memory(state=m.resume), ev))
 
     # Events that mean the same in every state.
     match ev:
@@ -600,4 +645,34 @@ def _table(p: Policy, m: Memory, ev: Event) -> Step:
         # held-button bookkeeping wherever nothing else happens
         case _, Release() if m.held:
             return go(s, held=False)
+    return m, ()
+
+
+def _ringing(m: Memory, ev: Event, after_silencing: Callable[[], Step]) -> Step:
+    """A timer or alarm: it rings where nothing else is going on, and where a
+    conversation is open the model is told instead (it can say so between sentences;
+    a beep over its voice would be heard by neither). While ringing, the talk gesture,
+    the wake word and `stop` only silence it; a typed turn or a mute silence it and then
+    do what they do."""
+    s = m.state
+    what = getattr(ev, "what", "")
+    tell = f"(Automatic notice, not from the user: the {what} is due now. Tell the user.)"
+    match s, ev:
+        case "ringing", Ring():
+            return m, ()
+        case "ringing", Press() | Wake() | Stop() | RingEnded():
+            return Memory(state=m.resume), (StopRinging(),)
+        case "ringing", Ask() | Mute() | Fatal():
+            mem, acts = after_silencing()
+            return mem, (StopRinging(), *acts)
+        case "ringing", Reset() if m.resume in ("offline", "error"):
+            return replace(m, resume="idle"), ()
+        case "ringing", _:
+            return m, ()
+        case (("idle" | "muted" | "offline" | "error"), Ring()):
+            return Memory(state="ringing", resume=s), (StartRinging(),)
+        case (("listening" | "thinking" | "speaking"), Ring()):
+            return m, (SendText(tell),)
+        case "connecting", Ring() if m.pending is None:
+            return replace(m, pending=Ask(tell)), ()
     return m, ()

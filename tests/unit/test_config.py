@@ -74,7 +74,7 @@ def test_unknown_section_lists_allowed_sections() -> None:
     ]
     assert errors_of("[speaker]\nvolume = 3") == [
         "/etc/appliance/config.toml: speaker: unknown key; allowed keys: board, live, audio, "
-        "button, leds, camera, behaviour, wake, cost, control, logging"
+        "button, leds, camera, behaviour, wake, cost, timers, control, logging"
     ]
 
 
@@ -139,7 +139,7 @@ def test_led_state_table_keeps_other_defaults() -> None:
     assert cfg.leds.states["speaking"] == config.LedsConfig().states["speaking"]
     assert errors_of('[leds.states.sleeping]\npattern = "on"') == [
         "/etc/appliance/config.toml: leds: unknown LED state(s) sleeping; allowed: idle, "
-        "connecting, listening, thinking, speaking, muted, offline, error, limit, camera"
+        "connecting, listening, thinking, speaking, muted, offline, error, ringing, limit, camera"
     ]
 
 

@@ -33,14 +33,18 @@ from appliance.daemon.state import (
     Release,
     ReplyStarted,
     Reset,
+    Ring,
+    RingEnded,
     SendText,
     SessionLost,
     SessionReady,
     SessionResumed,
+    StartRinging,
     StateMachine,
     Stop,
     StopMic,
     StopPlayback,
+    StopRinging,
     StreamMic,
     Timeout,
     TurnComplete,
@@ -62,6 +66,7 @@ PATHS: dict[str, list[sm.Event]] = {
     "muted": [Mute(on=True)],
     "offline": [Press(), Offline("no route")],
     "error": [Fatal("bad key")],
+    "ringing": [Ring("timer 'tea' (3 min)")],
 }
 TOGGLE_PATHS = {**PATHS, "thinking": [Press(), SessionReady(), UserTurnEnded()]}
 HOLD_PATHS = {
@@ -91,6 +96,8 @@ ALL_EVENTS: list[sm.Event] = [
     TurnComplete(),
     PlaybackDrained(),
     Timeout(),
+    Ring("alarm at 07:00 (once)"),
+    RingEnded(),
     Reset(),
 ]
 END = (StopMic(), StopPlayback(), CancelTimeout(), CloseSession())
@@ -229,6 +236,7 @@ PRESS_EXPECTED = {
     "muted": ("muted", "muted"),
     "offline": ("connecting", "connecting"),
     "error": ("connecting", "connecting"),
+    "ringing": ("idle", "idle"),  # a press only silences it
 }
 
 
@@ -353,7 +361,7 @@ def test_random_walks_keep_the_privacy_rules(policy: Policy) -> None:
             for action in step.actions:
                 mic.apply(action)
             state = machine.state
-            if state in ("idle", "muted", "offline", "error"):
+            if state in ("idle", "muted", "offline", "error", "ringing"):
                 assert not mic.streaming and not mic.keeping, str(step)
             if state == "muted":
                 assert not mic.capture, str(step)
@@ -380,6 +388,7 @@ WAKE_EXPECTED = {
     "muted": ("muted", "muted"),
     "offline": ("connecting", "connecting"),
     "error": ("connecting", "connecting"),
+    "ringing": ("idle", "idle"),
 }
 
 
@@ -398,6 +407,8 @@ def test_wake_word_starts_a_conversation_or_barges_in(state: str) -> None:
             )
         elif state == "speaking" and expected == "listening":
             assert StopPlayback() in step.actions
+        elif state == "ringing":
+            assert step.actions == (StopRinging(),)
         else:
             assert step.actions == (), (state, step)
 
@@ -419,3 +430,73 @@ def test_the_silence_timeout_counts_local_silence() -> None:
     assert machine.handle(VoiceActivity(speaking=False)).actions == (ArmTimeout(20.0),)
     assert at("speaking", TOGGLE).handle(VoiceActivity(speaking=True)).actions == ()
     assert at("listening", HOLD).handle(VoiceActivity(speaking=False)).actions == ()
+
+
+# --- timers and alarms ---------------------------------------------------------------------
+
+DUE = Ring("timer 'tea' (3 min)")
+
+
+@pytest.mark.parametrize("state", ["idle", "muted", "offline", "error"])
+def test_a_due_timer_rings_where_nothing_goes_on_and_returns_there(state: str) -> None:
+    for policy in (TOGGLE, HOLD):
+        machine = at(state, policy)
+        step = machine.handle(DUE)
+        assert (step.after, step.actions) == ("ringing", (StartRinging(),))
+        assert machine.handle(Ring("alarm at 07:00 (once)")).actions == ()  # already ringing
+        for silence in (Press(), Stop(), RingEnded(), WAKE):
+            again = at(state, policy)
+            again.handle(DUE)
+            step = again.handle(silence)
+            assert (step.after, step.actions) == (state, (StopRinging(),)), silence
+
+
+@pytest.mark.parametrize("state", ["listening", "thinking", "speaking"])
+def test_in_a_conversation_the_model_is_told_instead(state: str) -> None:
+    machine = at(state, TOGGLE)
+    step = machine.handle(DUE)
+    assert step.after == state
+    assert len(step.actions) == 1 and isinstance(step.actions[0], SendText)
+    assert "timer 'tea' (3 min) is due" in step.actions[0].text
+
+
+def test_connecting_tells_the_model_once_ready() -> None:
+    machine = at("connecting", TOGGLE)
+    assert machine.handle(DUE).actions == ()
+    step = machine.handle(SessionReady())
+    assert step.after == "thinking"
+    assert any(isinstance(a, SendText) and "is due" in a.text for a in step.actions)
+
+
+def test_ringing_then_a_typed_turn_or_mute_silences_first() -> None:
+    machine = at("ringing", TOGGLE)
+    step = machine.handle(Ask("hi"))
+    assert step.after == "connecting" and step.actions[0] == StopRinging()
+    assert OpenSession() in step.actions
+    machine = at("ringing", TOGGLE)
+    step = machine.handle(Mute(on=True))
+    assert step.after == "muted" and step.actions[0] == StopRinging()
+    assert Capture(False) in step.actions
+
+
+def test_ringing_from_muted_goes_back_to_muted_and_mute_off_unmutes() -> None:
+    machine = at("muted", TOGGLE)
+    machine.handle(DUE)
+    step = machine.handle(Mute(on=False))
+    assert step.after == "idle" and step.actions[0] == StopRinging()
+
+
+def test_a_reset_while_ringing_from_error_returns_to_idle() -> None:
+    machine = at("error", TOGGLE)
+    machine.handle(DUE)
+    machine.handle(Reset())
+    assert machine.handle(Press()).after == "idle"
+
+
+def test_other_events_while_ringing_change_nothing() -> None:
+    for event in ALL_EVENTS:
+        if isinstance(event, Press | Wake | Stop | RingEnded | Ask | Mute | Fatal | Reset):
+            continue
+        machine = at("ringing", TOGGLE)
+        step = machine.handle(event)
+        assert (step.after, step.actions) == ("ringing", ()), event
