@@ -43,7 +43,7 @@ SOCKET_NAME = "control.sock"
 MAX_LINE = 64 * 1024
 MAX_TEXT = 4000
 """Longest `ask`/`say` text accepted; a spoken turn has no use for more."""
-COMMANDS = ("talk", "stop", "mute", "status", "ask", "say")
+COMMANDS = ("talk", "stop", "mute", "status", "timers", "timer_cancel", "ask", "say")
 NOT_RUNNING = "is appliance.service running? see `systemctl status appliance`"
 
 

@@ -98,12 +98,13 @@ async def running_appliance(
     tmp: Path,
     *,
     picamera2_class: type | None = None,
+    clock: Any = None,
     **sections: dict[str, Any],
 ) -> AsyncIterator[Running]:
     """The daemon, started in this loop, with the rig's devices; always shut down.
 
     `sections` are config tables merged over the rig's; `picamera2_class` stands in for
-    the camera (tests/rig/frames.py)."""
+    the camera (tests/rig/frames.py); `clock` is the timers' clock (a ManualClock)."""
     cfg = appliance_config(jack, emu, tmp, **sections)
     running: Running
     app = Appliance(
@@ -113,6 +114,7 @@ async def running_appliance(
         environ={},
         on_state=lambda s: running.record(s),
         picamera2_class=picamera2_class,
+        clock=clock,
     )
     running = Running(app, emu, jack, states=[app.machine.state])
     task = asyncio.create_task(app.run())
@@ -127,3 +129,32 @@ async def running_appliance(
         app.shutdown()
         async with asyncio.timeout(15):
             await task
+
+
+def control(r: Running) -> Any:
+    """A control-socket client for the running appliance (the CLI verbs' own client)."""
+    from appliance.daemon.control import ControlClient
+
+    assert r.app.control is not None
+    return ControlClient(r.app.control.path)
+
+
+async def call(fn: Any, *args: Any) -> Any:
+    """Run a blocking call (a control request) off the loop the appliance runs in."""
+    return await asyncio.to_thread(fn, *args)
+
+
+def played_blocks(jack: JackAudio) -> Any:
+    """Recorded speaker blocks that carry new sound (jack plugin repeats excluded)."""
+    frames, blocks = jack.rig.blocks()
+    loud = set(jack.rig.sound_frames().tolist())
+    return [b for f, b in zip(frames, blocks, strict=True) if f in loud]
+
+
+def dominant_hz(blocks: Any, rate: int = 48_000) -> float:
+    """The strongest frequency in the blocks (a reply's pitch, a chime's tone)."""
+    import numpy as np
+
+    signal = np.concatenate(list(blocks)).astype(np.float64) if len(blocks) else np.zeros(1)
+    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
+    return float(np.argmax(spectrum) * rate / len(signal))

@@ -13,23 +13,14 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from appliance.audio.fakes import eventually
-from appliance.daemon.control import ControlClient, ControlError
+from appliance.daemon.control import ControlError
 from appliance.live.emulator import Emulator
-from tests.rig.appliance import Running, running_appliance
+from tests.rig.appliance import call, control, running_appliance
 from tests.rig.jack import JackAudio
 
 pytestmark = [pytest.mark.jack, pytest.mark.timeout(120)]
 
 LED_PIN = 25
-
-
-def control(r: Running) -> ControlClient:
-    assert r.app.control is not None
-    return ControlClient(r.app.control.path)
-
-
-async def call(fn: Any, *args: Any) -> Any:
-    return await asyncio.to_thread(fn, *args)
 
 
 async def test_the_daily_limit_turns_a_press_into_a_notice_until_midnight(

@@ -11,17 +11,24 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from gpiozero.pins.mock import MockFactory
 
 from appliance.audio.fakes import eventually
-from appliance.daemon.control import ControlClient, ControlError
+from appliance.daemon.control import ControlError
 from appliance.hardware.camera import jpeg_size
 from appliance.live.emulator import Emulator, Reply, Scenario, ToolCallSpec
-from tests.rig.appliance import Running, running_appliance, speech_48k
+from tests.rig.appliance import (
+    Running,
+    call,
+    control,
+    dominant_hz,
+    played_blocks,
+    running_appliance,
+    speech_48k,
+)
 from tests.rig.emulator import tone
 from tests.rig.frames import fake_picamera2
 from tests.rig.gpio import mock_pins
@@ -49,28 +56,6 @@ async def emu() -> AsyncIterator[Emulator]:
 def pins() -> Iterator[MockFactory]:
     with mock_pins() as factory:
         yield factory
-
-
-def dominant_hz(blocks: Any, rate: int = 48000) -> float:
-    signal = np.concatenate(list(blocks)) if len(blocks) else np.zeros(1)
-    spectrum = np.abs(np.fft.rfft(signal * np.hanning(len(signal))))
-    return float(np.argmax(spectrum) * rate / len(signal))
-
-
-def played_blocks(jack: JackAudio) -> Any:
-    """Recorded speaker blocks that carry new sound (jack plugin repeats excluded)."""
-    frames, blocks = jack.rig.blocks()
-    loud = set(jack.rig.sound_frames().tolist())
-    return [b for f, b in zip(frames, blocks, strict=True) if f in loud]
-
-
-def control(r: Running) -> ControlClient:
-    assert r.app.control is not None
-    return ControlClient(r.app.control.path)
-
-
-async def call(fn: Any, *args: Any) -> Any:
-    return await asyncio.to_thread(fn, *args)
 
 
 async def say_something(r: Running, jack: JackAudio) -> int:

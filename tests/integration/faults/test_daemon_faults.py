@@ -10,16 +10,14 @@ import logging
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
 
 from appliance.audio.fakes import eventually
 from appliance.daemon.control import ControlClient
 from appliance.daemon.state import Ask, Stop
 from appliance.live.emulator import Emulator, Fault, FaultKind, Reply, ToolCallSpec
-from tests.rig.appliance import running_appliance
+from tests.rig.appliance import dominant_hz, running_appliance
 from tests.rig.emulator import tone
 from tests.rig.frames import fake_picamera2
 from tests.rig.jack import JackAudio
@@ -170,12 +168,6 @@ async def test_a_huge_bad_frame_is_not_logged_whole(
     assert len(emu.connections) >= 2
     assert max(len(rec.getMessage()) for rec in caplog.records) < 2000
     assert "more characters" in caplog.text
-
-
-def dominant_hz(blocks: Any, rate: int = 48_000) -> float:
-    x = np.concatenate(blocks).astype(np.float64)
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    return float(np.argmax(spectrum) * rate / len(x))
 
 
 async def test_reply_audio_at_another_rate_plays_at_the_right_speed_and_pitch(
