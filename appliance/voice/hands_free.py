@@ -134,7 +134,7 @@ class HandsFree:
         idle = self._state in ("idle", "offline", "error")
         # Set once: each switch on starts the detector afresh.
         self.wake.listening = (idle and (hears_over or not self._speaker_playing)) or (
-            hears_over and self._state == "speaking"
+            hears_over and self._state in ("speaking", "ringing")
         )
 
     def _hears_over_speaker(self) -> bool:
