@@ -103,7 +103,10 @@ async def test_unknown_group_is_a_clear_error(sock_path: Path) -> None:
 @pytest.mark.parametrize(
     ("request_line", "message"),
     [
-        (b'{"cmd": "dance"}\n', "unknown command; known: talk, stop, mute, status, timers, timer_cancel, ask, say"),
+        (
+            b'{"cmd": "dance"}\n',
+            "unknown command; known: talk, stop, mute, status, timers, timer_cancel, ask, say",
+        ),
         (b"not json\n", "one JSON object"),
         (b'{"cmd": "mute"}\n', '"on": true or false'),
         (b'{"cmd": "ask", "text": "  "}\n', "ask needs some text"),
