@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 DEFAULT_SOCKET = Path("/run/appliance/control.sock")
 SOCKET_NAME = "control.sock"
 MAX_LINE = 64 * 1024
+MAX_CONNECTIONS = 16
+"""Open control connections at once; more are refused with one line. systemd grants the
+service 1,024 file descriptors: idle connections must not take them all."""
+REQUEST_TIMEOUT_S = 5.0
+"""A connection that sends no request line within this long is closed."""
 MAX_TEXT = 4000
 """Longest `ask`/`say` text accepted; a spoken turn has no use for more."""
 COMMANDS = ("talk", "stop", "mute", "status", "timers", "timer_cancel", "ask", "say")
@@ -96,6 +101,11 @@ class ControlServer:
         self.handler = handler
         self.group = group
         self._server: asyncio.base_events.Server | None = None
+        self._open = 0
+        self._waiting: dict[asyncio.StreamWriter, None] = {}
+        """Connections that have not sent their request yet, oldest first."""
+        self._overloaded = False
+        """Refusing connections now: logged once when it starts and once when it ends."""
 
     async def start(self) -> None:
         gid = _group_id(self.group) if self.group else None
@@ -130,14 +140,24 @@ class ControlServer:
             writer.write(json.dumps(obj).encode() + b"\n")
             await writer.drain()
 
+        self._open += 1
         try:
             try:
+                self._admit()
+                self._waiting[writer] = None
                 try:
-                    line = await reader.readline()
+                    async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                        line = await reader.readline()
                 except ValueError:  # over the reader's limit: refuse, in one line
                     raise RequestError(
                         f"a request is one JSON line of at most {reader_limit_kib(reader)} KiB"
                     ) from None
+                except TimeoutError:
+                    raise RequestError(f"no request within {REQUEST_TIMEOUT_S:g} s") from None
+                finally:
+                    self._waiting.pop(writer, None)
+                if writer.is_closing():
+                    return  # closed to make room for a newer connection
                 request = _parse(line)
                 async for reply in self._dispatch(request):
                     await send(reply)
@@ -151,9 +171,36 @@ class ControlServer:
         except ConnectionError:
             pass
         finally:
+            self._open -= 1
+            if self._overloaded and self._open <= MAX_CONNECTIONS // 2:
+                self._overloaded = False
+                log.info("control socket: taking connections again")
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
+
+    def _admit(self) -> None:
+        """Over `MAX_CONNECTIONS`, close the oldest connection still silent (so `status`
+        gets through a pile of idle ones), or refuse this one when every open one is
+        busy. The journal says so once per episode, not once per connection."""
+        if self._open <= MAX_CONNECTIONS:
+            return
+        if self._waiting:
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            oldest.close()
+            self._open_over_cap()
+            return
+        self._open_over_cap()
+        raise RequestError(f"busy: {MAX_CONNECTIONS} control connections are open; try again")
+
+    def _open_over_cap(self) -> None:
+        if not self._overloaded:
+            self._overloaded = True
+            log.warning(
+                "control socket: over %d connections; closing idle ones, refusing if all are busy",
+                MAX_CONNECTIONS,
+            )
 
     async def _dispatch(self, req: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         h, cmd = self.handler, req["cmd"]

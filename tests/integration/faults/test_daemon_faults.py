@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from appliance.audio.fakes import eventually
 from appliance.daemon.control import ControlClient
 from appliance.daemon.state import Ask, Stop
 from appliance.live.emulator import Emulator, Fault, FaultKind, Reply, ToolCallSpec
-from tests.rig.appliance import dominant_hz, running_appliance
+from tests.rig.appliance import call, control, dominant_hz, running_appliance
 from tests.rig.emulator import tone
 from tests.rig.frames import fake_picamera2
 from tests.rig.jack import JackAudio
@@ -218,3 +219,41 @@ async def test_a_reply_that_never_completes_does_not_leave_it_speaking_forever(
         speaking = await r.wait_state("speaking", after=after)
         await r.wait_state("idle", after=speaking)
     assert "without turnComplete" in caplog.text
+
+
+async def test_idle_control_connections_are_capped_and_timed_out(
+    jack_audio: JackAudio,
+    emu: Emulator,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found: ~830 idle connections took the 1,024 fds systemd grants; asyncio then logged
+    # ~91,000 tracebacks. Now: at most MAX_CONNECTIONS are held, the oldest silent one
+    # makes room, `status` still answers, silent ones time out, the journal says it once.
+    from appliance.daemon import control as control_mod
+
+    monkeypatch.setattr(control_mod, "REQUEST_TIMEOUT_S", 2.0)
+    cap = control_mod.MAX_CONNECTIONS
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        assert r.app.control is not None
+        path = str(r.app.control.path)
+        before = len(os.listdir("/proc/self/fd"))
+        idle = [await asyncio.open_unix_connection(path) for _ in range(300)]
+        await asyncio.sleep(0.3)
+        grown = len(os.listdir("/proc/self/fd")) - before
+        assert grown <= 300 + cap + 8, f"the daemon holds {grown - 300} connections"
+        status = await call(control(r).status)
+        assert status["state"] == "idle"
+        # The newest silent ones are told why they are closed once the timeout passes.
+        reader, _ = idle[-1]
+        async with asyncio.timeout(5):
+            reply = json.loads(await reader.readline())
+        assert reply == {"ok": False, "error": "no request within 2 s"}
+        for _, writer in idle:
+            writer.close()
+        await asyncio.sleep(0.3)
+        assert (await call(control(r).status))["state"] == "idle"
+    warnings = [rec for rec in caplog.records if "control socket: over" in rec.getMessage()]
+    assert len(warnings) == 1
+    assert "Traceback" not in caplog.text
