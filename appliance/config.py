@@ -161,6 +161,17 @@ class AudioConfig(_Section):
     auto_gain: bool = False
     """WebRTC automatic gain on the microphone (a quiet or far-away talker)."""
 
+    @field_validator("capture_device", "playback_device")
+    @classmethod
+    def _printable_device(cls, name: str) -> str:
+        """A NUL in a device name killed the capture thread while the daemon said idle."""
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise ValueError(
+                f"{name!r} has a control character; device names are printable text "
+                "(list them with `arecord -L` and `aplay -L`)"
+            )
+        return name
+
     @field_validator("echo_cancel", "noise_suppression", "auto_gain")
     @classmethod
     def _dsp_available(cls, on: bool) -> bool:

@@ -297,8 +297,9 @@ class Capture(ReportsDeviceState):
         while not self._stop.is_set():
             try:
                 pcm = self._opener(self._spec)
-            except AudioDeviceError as exc:
-                self._set_state(exc.state, exc)
+            except Exception as exc:  # anything: the thread must outlive it and say so
+                failure = classify(exc, self.device, "capture")
+                self._set_state(failure.state, failure)
                 self._stop.wait(backoff.next_delay())
                 continue
             backoff.reset()

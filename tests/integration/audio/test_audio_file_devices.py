@@ -6,6 +6,7 @@ format, not timing.
 
 from __future__ import annotations
 
+import asyncio
 import wave
 from pathlib import Path
 
@@ -170,3 +171,20 @@ async def test_a_capture_device_that_appears_later_is_picked_up(
     plugged.apply(monkeypatch)
     await eventually(lambda: capture.state == DeviceState.OK and capture.periods_read > 0)
     await capture.stop()
+
+
+async def test_an_unexpected_open_error_is_reported_and_the_thread_lives_on() -> None:
+    # Found: a NUL in the device name made pyalsaaudio raise ValueError; the capture
+    # thread died of it while the daemon still said idle. (The config refuses such a
+    # name now; the thread must survive whatever the library raises anyway.)
+    states: list[DeviceState] = []
+    cfg = AudioConfig().model_copy(update={"capture_device": "bad\x00mic"})
+    capture = Capture(cfg, on_state=lambda s, e: states.append(s), retry_s=(0.05, 0.1))
+    await capture.start()
+    await eventually(lambda: DeviceState.FAILED in states)
+    error = str(capture.error)
+    await asyncio.sleep(0.3)  # a few retries later
+    thread = capture._thread
+    assert thread is not None and thread.is_alive()
+    await capture.stop()
+    assert "embedded null character" in error and "arecord -L" in error

@@ -31,6 +31,10 @@ CASES = {
         b'[control]\nsocket = "/tmp/a\\u0000b.sock"\n',
         "the path contains a NUL character",
     ),
+    "a NUL in the capture device (it killed the capture thread)": (
+        b'[audio]\ncapture_device = "hw:0\\u0000x"\n',
+        "audio.capture_device: 'hw:0\\x00x' has a control character",
+    ),
     "true for a volume": (b"[audio]\nvolume = true\n", "audio.volume: Input should be a number"),
     "a string for a period": (
         b'[audio]\nperiod_ms = "20"\n',
