@@ -816,6 +816,11 @@ class Appliance:
         except config_mod.ConfigError as exc:
             log.error("config not reloaded, keeping the running one: %s", exc)
             return
+        except Exception as exc:  # whatever the file does, the running config stays
+            log.error(
+                "config not reloaded, keeping the running one: %s: %s", type(exc).__name__, exc
+            )
+            return
         self.post(_Call(lambda: self._apply(new)))
 
     async def _apply(self, new: Config) -> None:

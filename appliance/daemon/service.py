@@ -28,6 +28,8 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 EX_CONFIG = 78
 """Exit status for a config error; the unit's `RestartPreventExitStatus=78` stops loops."""
 
@@ -139,6 +141,8 @@ def install_signal_handlers(
             async def wait() -> None:
                 try:
                     await result
+                except Exception:  # said here, or asyncio says "never retrieved" at exit
+                    log.exception("%s failed", getattr(hook, "__name__", "a signal handler"))
                 finally:
                     if after is not None:
                         after()
