@@ -161,9 +161,11 @@ class Appliance:
         done (a broken service left the appliance `speaking` with a silent speaker)."""
         self._discard_reply = False
         """The user cut the reply short: drop its remaining chunks until it ends."""
+        self._last_event: state.Event | None = None
+        """The event being carried out (why a conversation ends, for `ask`)."""
         self._said: tuple[str, str] | None = None
         """Transcript text of the side speaking now, logged once it is done."""
-        self._listeners: list[asyncio.Queue[tuple[str, str] | None]] = []
+        self._listeners: list[asyncio.Queue[tuple[str, str] | TurnIncomplete | None]] = []
         self._stopped = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once the parts are open and READY=1 was sent."""
@@ -373,6 +375,7 @@ class Appliance:
             self.notifier.status(self._status_line())
             if self.on_state is not None:
                 self.on_state(after)
+        self._last_event = event
         for action in transition.actions:
             await self._do(action)
 
@@ -551,7 +554,9 @@ class Appliance:
     async def _close_session(self) -> None:
         self._reply_watch.stop()
         self._log_said()
-        self._notify_listeners(None)
+        # A turn still awaited ends here without its answer: say why (`ask` exits 1).
+        reason = self.last_error or why_ended(self._last_event, self.config)
+        self._notify_listeners(TurnIncomplete(reason))
         client, self._live = self._live, None
         for task in list(self._live_tasks):
             task.cancel()
@@ -792,17 +797,20 @@ class Appliance:
         }
 
     async def transcript_of_next_turn(self, item: state.Event) -> AsyncIterator[tuple[str, str]]:
-        """Post `item` and yield the transcript lines until the turn ends."""
-        queue: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+        """Post `item` and yield the transcript lines until the turn ends; raises
+        `TurnIncomplete` when the conversation ends first (dropped, stopped, an error)."""
+        queue: asyncio.Queue[tuple[str, str] | TurnIncomplete | None] = asyncio.Queue()
         self._listeners.append(queue)
         try:
             self.post(item)
             while (line := await queue.get()) is not None:
+                if isinstance(line, TurnIncomplete):
+                    raise line
                 yield line
         finally:
             self._listeners.remove(queue)
 
-    def _notify_listeners(self, line: tuple[str, str] | None) -> None:
+    def _notify_listeners(self, line: tuple[str, str] | TurnIncomplete | None) -> None:
         for listener in self._listeners:
             listener.put_nowait(line)
 
@@ -843,6 +851,26 @@ class Appliance:
         log.info("config reloaded from %s", self.config_path or config_mod.DEFAULT_PATH)
         if self.machine.state in ("error", "offline"):
             await self._feed(state.Reset())
+
+
+class TurnIncomplete(Exception):
+    """The conversation ended before the awaited turn did; the message says why."""
+
+
+def why_ended(event: state.Event | None, config: Config) -> str:
+    """A conversation that ended on `event`, in words for `appliance ask`."""
+    match event:
+        case state.Timeout():
+            return f"no answer from the service within {config.behaviour.reply_timeout_s:g} s"
+        case state.SessionLost(reason=reason):
+            return f"the connection to the service dropped ({reason or 'no reason given'})"
+        case state.Stop():
+            return "stopped (`appliance stop` or a double press)"
+        case state.Press() | state.Wake():
+            return "ended by a press"
+        case state.Mute():
+            return "muted"
+    return "the conversation ended"
 
 
 class _ControlHandler:
@@ -890,11 +918,11 @@ class _ControlHandler:
             raise RequestError("the appliance is muted: `appliance mute off` first")
         if self.app.machine.state == "idle" and self.app.limit_reached():
             raise RequestError(self.app.limit_message())
-        error_before = self.app.last_error
-        async for line in self.app.transcript_of_next_turn(item):
-            yield line
-        if self.app.last_error is not None and self.app.last_error != error_before:
-            raise RequestError(self.app.last_error)  # e.g. no API key, or offline
+        try:
+            async for line in self.app.transcript_of_next_turn(item):
+                yield line
+        except TurnIncomplete as exc:  # e.g. no API key, offline, the session dropped
+            raise RequestError(f"no complete answer: {exc}") from None
 
 
 class _ToolContext:

@@ -282,8 +282,13 @@ async def _script(app: Any, talk: Any, until: Any, term: Any) -> None:
     await talk()
     await until("speaking")
     await until("listening")
-    async for _line in app.transcript_of_next_turn(state.Ask("What can you do?")):
-        pass
+    from appliance.daemon.app import TurnIncomplete
+
+    try:
+        async for _line in app.transcript_of_next_turn(state.Ask("What can you do?")):
+            pass
+    except TurnIncomplete as exc:
+        term.say(f"The typed turn got no complete answer: {exc}")
     await asyncio.sleep(0.5)
     app.post(state.Stop())
     await until("idle", 10)

@@ -389,7 +389,8 @@ async def test_no_answer_in_time_ends_the_conversation(
 ) -> None:
     emu.scenario.default_reply = Reply(think_ms=20_000, pcm=reply_pcm(0.3))
     async with running_appliance(jack_audio, emu, tmp_path, behaviour={"reply_timeout_s": 1}) as r:
-        await call(lambda: list(control(r).ask("are you slow?")))
+        with pytest.raises(ControlError, match="no answer from the service within 1 s"):
+            await call(lambda: list(control(r).ask("are you slow?")))
         thinking = await r.wait_state("thinking")
         await r.wait_state("idle", after=thinking, within_s=10)
         async with asyncio.timeout(5):
