@@ -47,8 +47,9 @@ def credential_file(
 ) -> Path | None:
     """The file `unit` loads the credential `gemini-api-key` from, or None.
 
-    systemd's view first (drop-ins included); the unit files on disk when systemd is not
-    running here (a chroot, a container being built)."""
+    systemd's view first: the value it reports, else the unit file and drop-ins it
+    loaded (systemd 252's `systemctl show` does not print `LoadCredential=`); the unit
+    files on disk when systemd is not running here (a chroot, a container being built)."""
     lines = _from_systemctl(unit, systemctl)
     if lines is None:
         lines = _from_unit_files(unit, unit_dirs)
@@ -65,7 +66,12 @@ def _from_systemctl(unit: str, systemctl: str) -> list[str] | None:
         return None
     try:
         out = subprocess.run(
-            [systemctl, "show", "--property=LoadState,LoadCredential", unit],
+            [
+                systemctl,
+                "show",
+                "--property=LoadState,LoadCredential,FragmentPath,DropInPaths",
+                unit,
+            ],
             capture_output=True,
             text=True,
             timeout=10,
@@ -73,15 +79,23 @@ def _from_systemctl(unit: str, systemctl: str) -> list[str] | None:
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    props = [line.partition("=") for line in out.stdout.splitlines()]
-    if ("LoadState", "=", "loaded") not in props:
+    props: dict[str, list[str]] = {}
+    for line in out.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            props.setdefault(key, []).append(value)
+    if props.get("LoadState") != ["loaded"]:
         return None if out.returncode else []
-    return [value for key, _, value in props if key == "LoadCredential"]
+    loaded = [v for v in props.get("LoadCredential", []) if v]
+    if loaded:
+        return loaded
+    files = [Path(p) for p in props.get("FragmentPath", []) if p]
+    files += [Path(p) for v in props.get("DropInPaths", []) for p in v.split() if p]
+    return _credentials_in(files)
 
 
 def _from_unit_files(unit: str, unit_dirs: tuple[Path, ...]) -> list[str]:
-    """`LoadCredential=` values of the first unit file found and its drop-ins, in order
-    (an empty `LoadCredential=` resets the list, as in systemd)."""
+    """`LoadCredential=` values of the first unit file found and its drop-ins."""
     files: list[Path] = []
     for directory in unit_dirs:
         if (directory / unit).is_file():
@@ -89,6 +103,12 @@ def _from_unit_files(unit: str, unit_dirs: tuple[Path, ...]) -> list[str]:
             break
     for directory in unit_dirs:
         files.extend(sorted((directory / f"{unit}.d").glob("*.conf")))
+    return _credentials_in(files)
+
+
+def _credentials_in(files: list[Path]) -> list[str]:
+    """`LoadCredential=` values in these unit files, in order (an empty one resets the
+    list, as in systemd)."""
     values: list[str] = []
     for file in files:
         try:

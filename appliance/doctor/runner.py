@@ -8,9 +8,10 @@ service holds it: then it is skipped with how to test it, not failed).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import TextIO
@@ -70,6 +71,14 @@ def run_doctor(options: Options) -> int:
     from appliance.doctor.service import check_service
 
     result, service = check_service(socket_path(cfg.control))
+    alsa = service.environment.get("ALSA_CONFIG_PATH")
+    if alsa and os.environ.get("ALSA_CONFIG_PATH") != alsa:
+        # The devices are opened as the service opens them: with its ALSA config.
+        os.environ["ALSA_CONFIG_PATH"] = alsa
+        result = replace(
+            result,
+            message=f"{result.message}; its ALSA_CONFIG_PATH={alsa} is used for the device checks",
+        )
     say(result)
     installed = result.status is not Status.SKIP or service.user is not None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ class ServiceInfo:
 
     active: bool
     user: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+    """The unit's `Environment=` (e.g. an `ALSA_CONFIG_PATH` the devices are defined in)."""
 
 
 def systemctl_show(unit: str, props: tuple[str, ...]) -> dict[str, str] | None:
@@ -62,12 +64,16 @@ def check_service(
     unit: str = UNIT,
 ) -> tuple[Result, ServiceInfo]:
     """`systemctl show` for the unit; when it is active, its status over the socket."""
-    props = show(unit, ("LoadState", "ActiveState", "SubState", "Result", "ExecMainStatus", "User"))
+    props = show(
+        unit,
+        ("LoadState", "ActiveState", "SubState", "Result", "ExecMainStatus", "User", "Environment"),
+    )
     if props is None:
         return skipped("service", "systemd is not running here", "run it on the device"), (
             ServiceInfo(active=False)
         )
     user = props.get("User") or None
+    environment = _environment(props.get("Environment", ""))
     if props.get("LoadState") != "loaded":
         return skipped(
             "service",
@@ -85,8 +91,8 @@ def check_service(
             "service",
             f"{unit} is {active} ({sub}){why}",
             f"sudo systemctl start appliance; what happened: {JOURNAL}",
-        ), ServiceInfo(active=False, user=user)
-    info = ServiceInfo(active=True, user=user)
+        ), ServiceInfo(active=False, user=user, environment=environment)
+    info = ServiceInfo(active=True, user=user, environment=environment)
     try:
         state = status(socket)
     except PermissionError:
@@ -106,3 +112,14 @@ def check_service(
     if error or state.get("state") == "error":
         return failed("service", f"{summary}, last error: {error}", f"see {JOURNAL}"), info
     return passed("service", f"{summary}, no error"), info
+
+
+def _environment(value: str) -> dict[str, str]:
+    """`Environment=A=1 "B=two words"` as systemctl shows it."""
+    import shlex
+
+    try:
+        words = shlex.split(value)
+    except ValueError:
+        return {}
+    return dict(word.split("=", 1) for word in words if "=" in word)

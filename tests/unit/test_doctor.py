@@ -390,3 +390,14 @@ def test_the_runner_stops_at_an_invalid_config(tmp_path: Path) -> None:
     assert run_doctor(Options(bad, out=out)) == EX_CONFIG
     lines = out.getvalue().splitlines()
     assert len(lines) == 2 and lines[0].startswith("FAIL  config") and "audio.volume" in lines[0]
+
+
+def test_the_services_environment_is_read_for_the_device_checks() -> None:
+    show = fake_show(
+        LoadState="loaded",
+        ActiveState="active",
+        SubState="running",
+        Environment='ALSA_CONFIG_PATH=/srv/rig/asound.conf "X=two words"',
+    )
+    _, info = service.check_service(Path("/x"), show, lambda p: {"state": "idle"})
+    assert info.environment == {"ALSA_CONFIG_PATH": "/srv/rig/asound.conf", "X": "two words"}
