@@ -87,6 +87,18 @@ def test_a_key_the_emulator_rejects_fails_the_live_check_with_its_fix(
     assert "https://aistudio.google.com/apikey" in live
 
 
+def test_a_model_the_service_does_not_serve_fails_the_live_check_with_its_fix(
+    tmp_path: Path, emulator: ThreadedEmulator
+) -> None:
+    live = live_section(emulator) + 'model = "gemini-2.0-flash-exp"\n'
+    status, lines = doctor(tmp_path, key=GOOD_KEY, live=live)
+    assert status == 69
+    assert lines["live"].startswith(
+        "FAIL  live        the Live API does not serve model 'gemini-2.0-flash-exp' (1008"
+    ), lines["live"]
+    assert "fix: set [live] model to a current Live model" in lines["live"]
+
+
 def test_an_unreachable_endpoint_fails_at_tls_and_skips_the_rest(tmp_path: Path) -> None:
     import socket
 
