@@ -48,7 +48,7 @@ def credential_file(
     """The file `unit` loads the credential `gemini-api-key` from, or None.
 
     systemd's view first: the value it reports, else the unit file and drop-ins it
-    loaded (systemd 252's `systemctl show` does not print `LoadCredential=`); the unit
+    loaded (systemd 252's `systemctl show` says `LoadCredential=[unprintable]`); the unit
     files on disk when systemd is not running here (a chroot, a container being built)."""
     lines = _from_systemctl(unit, systemctl)
     if lines is None:
@@ -86,7 +86,7 @@ def _from_systemctl(unit: str, systemctl: str) -> list[str] | None:
             props.setdefault(key, []).append(value)
     if props.get("LoadState") != ["loaded"]:
         return None if out.returncode else []
-    loaded = [v for v in props.get("LoadCredential", []) if v]
+    loaded = [v for v in props.get("LoadCredential", []) if ":" in v]  # 252: [unprintable]
     if loaded:
         return loaded
     files = [Path(p) for p in props.get("FragmentPath", []) if p]
