@@ -36,10 +36,12 @@ class KeyLocation:
     """Safe to print: names the credential or file, never the key."""
     key: SecretStr | None
     unreadable: str = ""
-    """Why `key` is None (e.g. `readable by root only (mode 0600)`)."""
+    """Why `key` is None: `readable by root only (mode 0600)`, `cannot look at it: ...`."""
 
     def describe(self) -> str:
-        return f"{self.source}; {self.unreadable}" if self.key is None else self.source
+        if self.key is None:
+            return f"{self.source}; {self.unreadable}, so not read here"
+        return self.source
 
 
 def credential_file(
@@ -169,7 +171,7 @@ def _credential_at(file: Path) -> KeyLocation | None:
         return KeyLocation(
             source,
             None,
-            f"readable by {owner} only (mode {info.st_mode & 0o777:04o}), so not read here",
+            f"readable by {owner} only (mode {info.st_mode & 0o777:04o})",
         )
     key = config._read_key(file)  # raises ConfigError for a placeholder
     return KeyLocation(source, key) if key is not None else None

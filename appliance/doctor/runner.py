@@ -132,7 +132,7 @@ def run_doctor(options: Options) -> int:
         say(
             skipped(
                 "live",
-                f"the key is not readable here ({key.unreadable})",
+                f"the key file is {key.unreadable}",
                 "run `sudo appliance doctor` to try it",
             )
         )

@@ -363,7 +363,9 @@ def test_doctor_in_the_booted_system_reports_the_service_and_its_key(rig: Contai
     print(mine.stdout)
     lines = doctor_lines(mine.stdout)
     assert "readable by root only" in lines["api key"] and lines["api key"].startswith("pass")
-    assert lines["live"].startswith("skip  live        the key is not readable here")
+    assert lines["live"].startswith(
+        "skip  live        the key file is readable by root only (mode 0600)"
+    )
     assert lines["live"].endswith("run `sudo appliance doctor` to try it")
     assert lines["service"].startswith("pass  service     appliance.service is active")
     assert lines["state dir"].startswith("skip")
