@@ -401,3 +401,21 @@ def test_the_services_environment_is_read_for_the_device_checks() -> None:
     )
     _, info = service.check_service(Path("/x"), show, lambda p: {"state": "idle"})
     assert info.environment == {"ALSA_CONFIG_PATH": "/srv/rig/asound.conf", "X": "two words"}
+
+
+def test_gpio_through_gpiozero_names_a_pin_another_device_holds() -> None:
+    from gpiozero import Button
+
+    from tests.rig.gpio import mock_pins
+
+    cfg = config.from_dict({"board": "aiy-voice-v1"})
+    with mock_pins():
+        assert gpio.check_gpio(cfg).message == "free: GPIO 23 (pin 16), GPIO 25 (pin 22)"
+        holder = Button(23)
+        try:
+            result = gpio.check_gpio(cfg)
+        finally:
+            holder.close()
+        assert result.status is Status.FAIL
+        assert result.message.startswith("GPIO 23 (pin 16) for the button (")
+        assert gpio.check_gpio(cfg).status is Status.PASS
