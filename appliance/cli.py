@@ -3,7 +3,8 @@
 Each verb imports what it needs only when it runs: on a Pi Zero 2 W, importing the
 google-genai SDK alone takes seconds, and `appliance check` or `appliance status` should
 answer at once. Exit codes follow sysexits.h, so systemd and scripts can tell a config
-error (78, which the unit does not restart on) from a passing failure.
+error (78, which the unit does not restart on) from a passing failure (`doctor` adds 77:
+nothing failed but some checks were skipped, see appliance/doctor/result.py).
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     check = verbs.add_parser("check", help="validate a config file and show what it means")
     check.add_argument("path", nargs="?", type=Path, help="config file (default: the service's)")
     check.set_defaults(handler=_check)
+
+    doctor = verbs.add_parser(
+        "doctor", help="check config, key, audio, GPIO, camera, network, clock and service"
+    )
+    doctor.add_argument("--config", type=Path, help="config file (default: the service's)")
+    doctor.add_argument(
+        "--audio-test", action="store_true", help="also record 2 s (level in dBFS) and play a tone"
+    )
+    doctor.set_defaults(handler=_doctor)
 
     emulator = verbs.add_parser("emulator", help="run the local Live API emulator")
     from appliance.live import emulator as emulator_cli  # light: the server loads on use
@@ -137,24 +147,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from appliance import config
+    from appliance import config, service_key
+    from appliance.doctor.config_check import problems_in
     from appliance.hardware import pinmap
 
     path = args.path or Path(os.environ.get("APPLIANCE_CONFIG") or config.DEFAULT_PATH)
     try:
         cfg = config.load(path)
-        found = config.find_api_key(cfg)
+        found = service_key.locate(cfg)  # where the installed service looks, too
     except config.ConfigError as exc:
         print(exc, file=sys.stderr)
         return EX_CONFIG
-    problems = [f"{path}: {c}" for c in pinmap.conflicts(cfg)]
-    if cfg.camera.enabled:
-        from appliance.hardware.camera import CameraUnavailable, import_picamera2
-
-        try:
-            import_picamera2()
-        except CameraUnavailable as exc:
-            problems.append(f"{path}: {exc}")
+    problems = problems_in(cfg, path, camera=True)
     if problems:
         print("\n".join(problems), file=sys.stderr)
         return EX_CONFIG
@@ -163,13 +167,21 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  {line}")
     print(f"model: {cfg.live.model}")
     if found:
-        print(f"API key: from {found[1]}")
+        print(f"API key: from {found.describe()}")
     else:
         print(
             "API key: none found; the service cannot talk to Gemini until one is in "
             "/etc/appliance/gemini-api-key (`appliance demo` uses the local emulator)"
         )
     return EX_OK
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from appliance import config
+    from appliance.doctor.runner import Options, run_doctor
+
+    path = args.config or Path(os.environ.get("APPLIANCE_CONFIG") or config.DEFAULT_PATH)
+    return run_doctor(Options(config_path=path, audio_test=args.audio_test))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
+from appliance.audio.alsa_quiet import silence_alsa_lib
+
 log = logging.getLogger(__name__)
 
 Direction = Literal["capture", "playback"]
@@ -214,6 +216,7 @@ def open_alsa(spec: PcmSpec) -> Any:
     """
     import alsaaudio
 
+    silence_alsa_lib()  # our one line per state change says it; alsa-lib's lines would repeat
     try:
         pcm = alsaaudio.PCM(
             type=alsaaudio.PCM_CAPTURE if spec.direction == "capture" else alsaaudio.PCM_PLAYBACK,

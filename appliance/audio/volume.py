@@ -43,6 +43,9 @@ def open_alsa_mixer(control: str, card: str | None) -> Mixer:
     """`alsaaudio.Mixer` for `control` on `card` (a card name such as `seeed2micvoicec`)."""
     import alsaaudio
 
+    from appliance.audio.alsa_quiet import silence_alsa_lib
+
+    silence_alsa_lib()
     device = f"hw:CARD={card}" if card else "default"
     try:
         return alsaaudio.Mixer(control=control, device=device)

@@ -318,6 +318,60 @@ def test_the_api_key_never_reaches_the_journal(rig: Container) -> None:
     assert KEY not in appliance(rig, "status", "--json")
 
 
+def doctor_lines(output: str) -> dict[str, str]:
+    """`appliance doctor`'s lines by check name."""
+    lines = {}
+    for line in output.splitlines():
+        if line[:4] in ("pass", "FAIL", "skip"):
+            lines[line[6:18].strip()] = line
+    return lines
+
+
+def test_doctor_in_the_booted_system_reports_the_service_and_its_key(rig: Container) -> None:
+    """Root: every check runs. A member of the group appliance: `check` and `doctor` find
+    the key install.sh stored for the service (they said "none found"), without reading it."""
+    run = rig.run(APPLIANCE, "doctor", check=False)
+    print(run.stdout)
+    lines = doctor_lines(run.stdout)
+    assert KEY not in run.stdout + run.stderr
+    assert lines["service"].startswith(
+        "pass  service     appliance.service is active (running); state idle"
+    ), lines["service"]
+    assert lines["api key"] == (
+        "pass  api key     found: systemd credential gemini-api-key, from "
+        "/etc/appliance/gemini-api-key (LoadCredential=)"
+    )
+    assert lines["state dir"] == (
+        "pass  state dir   /var/lib/appliance belongs to appliance, mode 0750"
+    )
+    for name in ("config", "capture", "playback", "gpio", "camera", "dns", "tls", "endpoint"):
+        assert lines[name].startswith("pass"), lines[name]
+    assert "key accepted, model gemini-3.8-live served" in lines["live"], lines["live"]
+    # The container shares the host's kernel clock; whatever it says decides the status.
+    assert run.returncode == (0 if lines["clock"].startswith("pass") else 69), run.stdout
+
+    if rig.run("getent", "passwd", "pi", check=False).returncode:
+        rig.run("useradd", "--system", "--no-create-home", "--groups", "appliance", "pi")
+    as_pi = ["setpriv", "--reuid", "pi", "--regid", "pi", "--init-groups", APPLIANCE]
+    check = rig.run(*as_pi, "check", CONFIG, check=False)
+    assert check.returncode == 0, check.stderr
+    assert (
+        "API key: from systemd credential gemini-api-key, from /etc/appliance/gemini-api-key "
+        "(LoadCredential=); readable by root only (mode 0600), so not read here"
+    ) in check.stdout.splitlines()
+    mine = rig.run(*as_pi, "doctor", check=False)
+    print(mine.stdout)
+    lines = doctor_lines(mine.stdout)
+    assert "readable by root only" in lines["api key"] and lines["api key"].startswith("pass")
+    assert lines["live"].startswith(
+        "skip  live        the key file is readable by root only (mode 0600)"
+    )
+    assert lines["live"].endswith("run `sudo appliance doctor` to try it")
+    assert lines["service"].startswith("pass  service     appliance.service is active")
+    assert lines["state dir"].startswith("skip")
+    assert mine.returncode in (69, 77)
+
+
 def test_stop_is_clean_and_nothing_was_restarted(rig: Container) -> None:
     pid = show(rig, "MainPID")["MainPID"]
     rig.run("systemctl", "stop", "appliance")
