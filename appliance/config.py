@@ -547,10 +547,17 @@ def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     return model
 
 
+def _key_text(part: object) -> str:
+    """A key as written, quoted when it is not plain printable text (a "\\r" in a key
+    split the one-line message in two)."""
+    text = str(part)
+    return text if text.isprintable() and text.strip() == text and text else repr(text)
+
+
 def _describe(err: Any) -> str:
     """One line for one pydantic error: `key: problem (got value)`."""
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    key = ".".join(_key_text(p) for p in loc) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
         model = _model_at(loc)
