@@ -3,7 +3,8 @@ through the JACK dummy rig, the Live emulator over TLS, and gpiozero mock pins.
 
 `running_appliance(...)` starts it in the test's event loop and records every state it
 goes through, so a test can say "press, speak, wait until speaking, check what the
-emulator received and what the speaker played".
+emulator received and what the speaker played". Every run also checks the privacy rule
+(`tests.rig.privacy`): no audio or video reached the service outside a conversation.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from appliance import config as config_mod
 from appliance.daemon.app import Appliance
 from appliance.live.emulator import Emulator
 from tests.rig.jack import JackAudio
+from tests.rig.privacy import PrivacyWatch
 
 FRONT_CENTER = Path("/usr/share/sounds/alsa/Front_Center.wav")
 
@@ -64,6 +66,7 @@ class Running:
     emu: Emulator
     jack: JackAudio
     states: list[str] = field(default_factory=list)
+    privacy: PrivacyWatch = field(default_factory=PrivacyWatch)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def wait_state(self, wanted: str, within_s: float = 20.0, *, after: int = 0) -> int:
@@ -83,6 +86,7 @@ class Running:
 
     def record(self, new_state: str) -> None:
         self.states.append(new_state)
+        self.privacy.saw(new_state)
 
         async def wake() -> None:
             async with self._changed:
@@ -129,6 +133,9 @@ async def running_appliance(
         app.shutdown()
         async with asyncio.timeout(15):
             await task
+        running.privacy.end()
+    leaked = running.privacy.violations(emu.recorder)
+    assert not leaked, f"media reached the service outside a conversation: {leaked[:5]}"
 
 
 def control(r: Running) -> Any:
