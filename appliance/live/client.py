@@ -82,6 +82,8 @@ class _Outgoing:
 
 BACKLOG_VIDEO_FRAMES = 60
 """At most this many camera frames (about a minute's) are kept for resending."""
+CLOSE_TIMEOUT_S = 0.5
+"""How long a connection's close handshake may take before the socket is just closed."""
 GO_AWAY_MARGIN_S = 1.0
 """On goAway we are on a new connection at the latest this long before the cut."""
 
@@ -549,9 +551,12 @@ class LiveClient:
             )
             manager = self._client.aio.live.connect(model=self._config.model, config=config)
             try:
-                session = await asyncio.wait_for(
-                    manager.__aenter__(), timeout=self._config.setup_timeout_s
-                )
+                # Not wait_for: on Python 3.11 it returns the result (here the SDK's
+                # ValueError, taken below as "try again") when the caller is cancelled
+                # just as the call ends, and the cancellation is lost: SIGTERM then
+                # waited out a whole connection attempt, or forever.
+                async with asyncio.timeout(self._config.setup_timeout_s):
+                    session = await manager.__aenter__()
             except TimeoutError:
                 raise LiveUnavailableError(
                     f"no setupComplete from the Live API within {self._config.setup_timeout_s:g} s"
@@ -865,6 +870,9 @@ def _http_options(config: LiveConfig, ssl_context: ssl.SSLContext | None) -> typ
         # can be slower than that under load. A dead link is still found within 80 s.
         "ping_interval": 20,
         "ping_timeout": 60,
+        # A hung server never answers the close handshake: websockets would wait 10 s
+        # for it on every close, and a stop (or SIGTERM) with it (systemd then kills).
+        "close_timeout": CLOSE_TIMEOUT_S,
     }
     if ssl_context is not None:
         client_args["ssl"] = ssl_context
