@@ -102,9 +102,11 @@ class Fault:
     it): the tail a transparent client must resend. GO_AWAY sends goAway once it is
     consumed."""
     after_setup_s: float | None = None
-    """Break the connection this long after its setupComplete instead of at setup or a
-    turn: the client is set up, then the connection fails (DROP, INTERNAL, MALFORMED,
-    UNKNOWN_MESSAGE, CLOSE_NORMAL, FREEZE). With `once=False` every connection does."""
+    """Break the connection this long after the client's first message after setup
+    (so it certainly saw its setupComplete: a TCP reset can take unread data with it)
+    instead of at setup or a turn: the client is set up, then the connection fails
+    (DROP, INTERNAL, MALFORMED, UNKNOWN_MESSAGE, CLOSE_NORMAL, FREEZE). With
+    `once=False` every connection does."""
     fired: int = 0
 
     def matches(self, connection: int, turn: int | None, message: int | None = None) -> bool:

@@ -190,6 +190,8 @@ class Session:
         """A client message is being acted on: the state is not whole until it is done."""
         self.update_due = False
         self.set_up = asyncio.Event()
+        self.heard = asyncio.Event()
+        """A client message after setup arrived."""
         self.frozen = False
 
     # ---- sending -------------------------------------------------------------------
@@ -271,6 +273,9 @@ class Session:
         rejected = setup_rejection(self.setup.raw, self.rules, self.setup.model)
         if rejected is not None:
             raise p.ProtocolError(p.CLOSE_INVALID, rejected)
+        if fault is not None and fault.after_setup_s is not None:
+            self._spawn(self._break_after_setup(fault))
+            return False
         if kind is FaultKind.INTERNAL:
             raise p.ProtocolError(p.CLOSE_INTERNAL, "Internal error encountered.")
         if kind is FaultKind.DROP:
@@ -280,9 +285,6 @@ class Session:
             async for frame in self.ws:  # keep recording what the client sends
                 self._load_and_record(frame, time.monotonic_ns())
             return True
-        if fault is not None and fault.after_setup_s is not None:
-            self._spawn(self._break_after_setup(fault))
-            return False
         if fault is not None and kind in (FaultKind.MALFORMED, FaultKind.UNKNOWN_MESSAGE):
             await self._send_junk(kind, fault.junk_bytes)
             return False
@@ -366,6 +368,7 @@ class Session:
         counts, also one the emulator ignores. The count starts at 0 on each connection,
         a resumed one too; `Conversation.consumed` ties the connections together."""
         message = self._load_and_record(frame, t_ns)
+        self.heard.set()
         if await self._message_fault():
             return
         self.handling = True
@@ -647,6 +650,7 @@ class Session:
     async def _break_after_setup(self, fault: Fault) -> None:
         """Let the client be set up, then fail the connection as `fault` says."""
         await self.set_up.wait()
+        await self.heard.wait()  # the client certainly has its setupComplete by now
         await asyncio.sleep(fault.after_setup_s or 0.0)
         kind = fault.kind
         log.info("connection %d: %s after setup", self.info.id, kind.value)
