@@ -98,12 +98,13 @@ async def running_appliance(
     tmp: Path,
     *,
     picamera2_class: type | None = None,
+    notifier: Any = None,
     **sections: dict[str, Any],
 ) -> AsyncIterator[Running]:
     """The daemon, started in this loop, with the rig's devices; always shut down.
 
     `sections` are config tables merged over the rig's; `picamera2_class` stands in for
-    the camera (tests/rig/frames.py)."""
+    the camera (tests/rig/frames.py); `notifier` is an sd_notify `service.Notifier`."""
     cfg = appliance_config(jack, emu, tmp, **sections)
     running: Running
     app = Appliance(
@@ -113,6 +114,7 @@ async def running_appliance(
         environ={},
         on_state=lambda s: running.record(s),
         picamera2_class=picamera2_class,
+        notifier=notifier,
     )
     running = Running(app, emu, jack, states=[app.machine.state])
     task = asyncio.create_task(app.run())
