@@ -20,6 +20,13 @@ in the stack. Writing starts once `jitter_ms` of audio is queued (or it has wait
 long, or the reply has ended) and restarts with the same cushion after an underrun.
 `drain()` pads the tail to a period boundary plus one period of silence so the last
 word is played out, waits until ALSA has played it, and only then reports idle.
+
+A device can also hang inside alsa-lib (a `write()` that never returns: a plugin whose
+sink stopped reading). The loop never waits on the writer without a bound: when
+`stop()` or `drain()` sees the writer not come round once in `STUCK_S`, the device is
+reported failed (the daemon shows `error`), the stuck thread is left behind (it exits
+on its own if the call ever returns, touching nothing) and a new writer opens the
+device afresh.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from appliance.audio import dsp
 from appliance.audio.devices import (
@@ -60,6 +68,8 @@ log = logging.getLogger(__name__)
 
 PLAYBACK_RATE = 24_000
 """The Live API's output rate."""
+STUCK_S = 2.0
+"""A writer that does not come round its loop once in this long is stuck in alsa-lib."""
 
 
 class Playback(ReportsDeviceState):
@@ -124,6 +134,14 @@ class Playback(ReportsDeviceState):
         self._stop_waiters: list[asyncio.Future[None]] = []
         self._closing = False
         self._pcm_open = False
+        self._generation = 0
+        """The writer thread that owns the device; an abandoned (stuck) one has an older
+        number and, should its call ever return, exits without touching anything."""
+        self._beats = 0
+        """Turns of the writer's loop: a writer asked to act that does not turn is stuck."""
+        self.stuck = 0
+        """Writers abandoned stuck in alsa-lib."""
+        self._abandoned_w: dict[int, int] = {}
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.stall_ms = max(2000, 20 * config.period_ms)
         """A device whose buffer stays full this long is treated as gone and reopened."""
@@ -147,7 +165,13 @@ class Playback(ReportsDeviceState):
         self._loop = asyncio.get_running_loop()
         self._closing = False
         self._set_state(DeviceState.STARTING, None)
-        self._thread = threading.Thread(target=self._run, name="audio-playback", daemon=True)
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        generation, wake_r = self._generation, self._wake_r
+        self._thread = threading.Thread(
+            target=self._run, args=(generation, wake_r), name="audio-playback", daemon=True
+        )
         self._thread.start()
 
     async def close(self) -> None:
@@ -158,7 +182,9 @@ class Playback(ReportsDeviceState):
         with self._lock:
             self._closing = True
         self._kick()
-        await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(thread.join, STUCK_S)
+        if thread.is_alive():  # stuck in alsa-lib: a daemon thread, left behind
+            log.error("playback device %r: the writer is stuck; left behind", self.device)
         self._thread = None
         self._resolve_all(False)
         self.underruns.flush()
@@ -200,7 +226,7 @@ class Playback(ReportsDeviceState):
             if not d.done():
                 d.set_result(False)
         self._kick()
-        await fut
+        await self._wait_writer(fut)
         self.stamps.stop_call.add(called, time.monotonic_ns())
         self._set_playing(False)
 
@@ -218,12 +244,47 @@ class Playback(ReportsDeviceState):
                 self._draining = True
                 self._drain_waiters.append(fut)
         self._kick()
-        played = await fut
+        played = bool(await self._wait_writer(fut))
         with self._lock:
             idle = not self._queued and not self._draining
         if idle:
             self._set_playing(False)
         return played
+
+    async def _wait_writer(self, fut: asyncio.Future[Any]) -> Any:
+        """`fut`'s result, which the writer sets; None if the writer is stuck.
+
+        Waiting is bounded by the writer's own progress: while it comes round its loop
+        (every period while it plays) the wait goes on; one that does not turn in
+        `STUCK_S` is abandoned and the device reopened (see `_abandon_writer`)."""
+        while True:
+            beats = self._beats
+            done, _ = await asyncio.wait({fut}, timeout=STUCK_S)
+            if done:
+                return fut.result()
+            if self._beats == beats and self._thread is not None:
+                self._abandon_writer()
+                return None
+
+    def _abandon_writer(self) -> None:
+        """The writer hangs in alsa-lib: say so once, leave it, open the device anew."""
+        self.stuck += 1
+        with self._lock:
+            self._generation += 1
+            self._pcm_open = False
+            self._clear_queue()
+            self._resolve_all(False)
+        # The old thread keeps its wake pipe (it closes it if it ever returns).
+        self._abandoned_w[self._generation - 1] = self._wake_w
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._set_state(
+            DeviceState.FAILED,
+            DeviceStalledError(
+                self.device, "playback", f"a write did not return for {STUCK_S:g} s (stuck)"
+            ),
+        )
+        self._set_playing(False)
+        self._start_writer()
 
     @property
     def keep_running(self) -> bool:
@@ -269,45 +330,69 @@ class Playback(ReportsDeviceState):
 
     # --- the writer thread --------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, generation: int, wake_r: int) -> None:
+        try:
+            self._writer(generation, wake_r)
+        finally:
+            with self._lock:
+                abandoned = generation != self._generation
+            if abandoned:  # its call returned at last: the pipe is its own to close
+                log.info("playback device %r: the stuck writer returned and ended", self.device)
+                for fd in (wake_r, self._abandoned_w.pop(generation, -1)):
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+    def _writer(self, generation: int, wake_r: int) -> None:
         backoff = Backoff(*self._retry_s)
         while True:
             with self._lock:
-                if self._closing:
+                if self._closing or generation != self._generation:
                     return
+                self._beats += 1
             try:
                 pcm = self._opener(self._spec)
             except AudioDeviceError as exc:
-                self._set_state(exc.state, exc)
-                self._sleep(backoff.next_delay())
+                if self._current(generation):
+                    self._set_state(exc.state, exc)
+                self._sleep(backoff.next_delay(), wake_r)
                 continue
             backoff.reset()
             with self._lock:
-                self._pcm_open = True
-            self._set_state(DeviceState.OK, None)
+                current = generation == self._generation
+                if current:
+                    self._pcm_open = True
+            if current:
+                self._set_state(DeviceState.OK, None)
             try:
-                self._play_loop(pcm)
+                if current:
+                    self._play_loop(pcm, generation, wake_r)
             except Exception as exc:  # the device vanished mid-stream
-                error = classify(exc, self.device, "playback")
-                self._set_state(error.state, error)
+                if self._current(generation):
+                    error = classify(exc, self.device, "playback")
+                    self._set_state(error.state, error)
             finally:
                 with self._lock:
-                    self._pcm_open = False
-                    self._clear_queue()
-                    self._resolve_all(False)
+                    if generation == self._generation:
+                        self._pcm_open = False
+                        self._clear_queue()
+                        self._resolve_all(False)
                 with contextlib.suppress(Exception):
                     pcm.drop()  # close() would drain: never play stale audio
                 pcm.close()
             with self._lock:
-                if self._closing:
+                if self._closing or generation != self._generation:
                     return
-            self._sleep(backoff.next_delay())
+            self._sleep(backoff.next_delay(), wake_r)
 
-    def _sleep(self, seconds: float) -> None:
+    def _current(self, generation: int) -> bool:
+        with self._lock:
+            return generation == self._generation
+
+    def _sleep(self, seconds: float, wake_r: int) -> None:
         """Wait, but wake early for close()."""
-        select.select([self._wake_r], [], [], seconds)
+        select.select([wake_r], [], [], seconds)
         with contextlib.suppress(BlockingIOError):
-            while os.read(self._wake_r, 64):
+            while os.read(wake_r, 64):
                 pass
 
     def _take(self, max_bytes: int) -> tuple[bytes, list[int]]:
@@ -333,13 +418,13 @@ class Playback(ReportsDeviceState):
         self._queued -= len(data)
         return data, starts
 
-    def _play_loop(self, pcm: PlaybackPcm) -> None:
+    def _play_loop(self, pcm: PlaybackPcm, generation: int, wake_r: int) -> None:
         period_bytes = self._spec.period_bytes
         period_frames = self.period_frames
         buffer_frames = pcm.avail()  # a freshly prepared PCM: the whole buffer is free
         if buffer_frames <= 0:
             buffer_frames = period_frames * self._spec.periods
-        waiter = PcmWaiter(pcm, self._wake_r)
+        waiter = PcmWaiter(pcm, wake_r)
         stamps = self.stamps.receive_to_write
         delays = self.stamps.write_delay
         woke = time.monotonic_ns()  # when the writer last became able to act
@@ -367,8 +452,9 @@ class Playback(ReportsDeviceState):
             need = period_frames  # frames of room the writer waits for
             keepalive = False
             with self._lock:
-                if self._closing:
+                if self._closing or generation != self._generation:
                     return
+                self._beats += 1
                 if self._stop_waiters:
                     stops, self._stop_waiters = self._stop_waiters, []
                     pcm.drop()

@@ -95,7 +95,17 @@ class _Call:
     fn: Callable[[], Any]
 
 
-Item = state.Event | _Live | _Connected | _Device | _Call
+@dataclass(slots=True)
+class _Request:
+    """An event a control client waits on (`ask`, `say`): dropped unhandled if the
+    client left before it came up (an old `ask` opened a session 40 s after its client
+    had gone, once a stuck inbox moved again)."""
+
+    event: state.Event
+    withdrawn: bool = False
+
+
+Item = state.Event | _Live | _Connected | _Device | _Call | _Request
 
 
 class Appliance:
@@ -228,7 +238,7 @@ class Appliance:
         )
         await self.control.start()
         self.notifier.ready(status=self._status_line())
-        self.notifier.start_watchdog()
+        self.notifier.start_watchdog(through=lambda ping: self.post(_Call(ping)))
         self.ready.set()
         self._spawn(asyncio.to_thread(importlib.import_module, LIVE_CLIENT_MODULE))
         log.info(
@@ -348,6 +358,9 @@ class Appliance:
             result = item.fn()
             if asyncio.iscoroutine(result):
                 await result
+        elif isinstance(item, _Request):
+            if not item.withdrawn:
+                await self._feed(item.event)
         else:
             await self._feed(item)
 
@@ -801,13 +814,15 @@ class Appliance:
         `TurnIncomplete` when the conversation ends first (dropped, stopped, an error)."""
         queue: asyncio.Queue[tuple[str, str] | TurnIncomplete | None] = asyncio.Queue()
         self._listeners.append(queue)
+        request = _Request(item)
         try:
-            self.post(item)
+            self.post(request)
             while (line := await queue.get()) is not None:
                 if isinstance(line, TurnIncomplete):
                     raise line
                 yield line
         finally:
+            request.withdrawn = True  # the caller left: not run if still queued
             self._listeners.remove(queue)
 
     def _notify_listeners(self, line: tuple[str, str] | TurnIncomplete | None) -> None:

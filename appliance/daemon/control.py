@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.config import ControlConfig
+from appliance.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +160,7 @@ class ControlServer:
                 if writer.is_closing():
                     return  # closed to make room for a newer connection
                 request = _parse(line)
-                async for reply in self._dispatch(request):
-                    await send(reply)
+                await _unless_gone(reader, self._answer(request, send))
             except RequestError as exc:
                 await send({"ok": False, "error": str(exc)})
             except (ConnectionError, asyncio.IncompleteReadError):
@@ -202,6 +202,10 @@ class ControlServer:
                 MAX_CONNECTIONS,
             )
 
+    async def _answer(self, request: dict[str, Any], send: Any) -> None:
+        async for reply in self._dispatch(request):
+            await send(reply)
+
     async def _dispatch(self, req: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         h, cmd = self.handler, req["cmd"]
         log.debug("control request %s", cmd)
@@ -236,6 +240,28 @@ class ControlServer:
             async for role, said in lines:
                 yield {"role": role, "text": said}
         yield {"ok": True}
+
+
+async def _unless_gone(reader: asyncio.StreamReader, answering: Any) -> None:
+    """Run `answering`, but cancel it if the client hangs up first: an `ask` whose
+    client left (Ctrl-C, its own timeout) is withdrawn, not run later for nobody."""
+    task = asyncio.ensure_future(answering)
+
+    async def hung_up() -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(1024):  # a client sends one line, then only listens
+                pass
+
+    gone = asyncio.ensure_future(hung_up())
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            await cancel_and_wait(task)  # (raises if we are cancelled ourselves)
+            log.info("control client left before its request was answered; dropped")
+            raise ConnectionResetError("the control client left")
+    task.result()
 
 
 def reader_limit_kib(reader: asyncio.StreamReader) -> int:

@@ -2,8 +2,9 @@
 
 The unit is `Type=notify` with `WatchdogSec=`: systemd waits for `READY=1` before it
 calls the service started, shows `STATUS=` in `systemctl status`, and restarts the
-service when `WATCHDOG=1` pings stop. The pings come from the asyncio loop itself, so a
-loop stuck in a blocking call stops them and systemd restarts a hung daemon.
+service when `WATCHDOG=1` pings stop. The pings go through the daemon's inbox, so a
+loop stuck in a blocking call, or an inbox no longer consumed, stops them and systemd
+restarts a hung daemon.
 
 Notifications go through systemd-python's `systemd.daemon.notify` (libsystemd's
 `sd_notify`, which also handles abstract `@` sockets); without `NOTIFY_SOCKET` (a shell,
@@ -84,20 +85,41 @@ class Notifier:
     def stopping(self, status: str | None = None) -> bool:
         return self.send("STOPPING=1", *([f"STATUS={_one_line(status)}"] if status else []))
 
-    async def run_watchdog(self) -> None:
-        """Ping at half the watchdog interval for as long as the loop runs (a task)."""
+    async def run_watchdog(self, through: Relay | None = None) -> None:
+        """Ping at half the watchdog interval for as long as the loop runs (a task).
+
+        With `through`, each ping is handed to it (the daemon puts it in its inbox) and
+        sent only when it is run there: a loop that still turns while its inbox is stuck
+        (a handler waiting on a hung device) stops pinging, and systemd restarts it. One
+        ping is in flight at a time, so a stuck inbox does not fill up with them."""
         interval = self.watchdog_interval_s
         if interval is None:
             return
-        while True:
+        handled = True
+
+        def ping() -> None:
+            nonlocal handled
+            handled = True
             self.watchdog()
+
+        while True:
+            if through is None:
+                self.watchdog()
+            elif handled:
+                handled = False
+                through(ping)
             await asyncio.sleep(interval)
 
-    def start_watchdog(self) -> asyncio.Task[None] | None:
+    def start_watchdog(self, through: Relay | None = None) -> asyncio.Task[None] | None:
         """Start `run_watchdog` on the running loop; None when there is no watchdog."""
         if self.watchdog_interval_s is None:
             return None
-        return asyncio.get_running_loop().create_task(self.run_watchdog(), name="watchdog")
+        loop = asyncio.get_running_loop()
+        return loop.create_task(self.run_watchdog(through), name="watchdog")
+
+
+Relay = Callable[[Callable[[], None]], None]
+"""Runs a callback where it proves something works (the daemon: through its inbox)."""
 
 
 def _watchdog_usec(env: Mapping[str, str]) -> int | None:

@@ -39,7 +39,9 @@ and speaker, close the session; events not listed are ignored and change nothing
     speaking    PlaybackDrained (after TC)   listening   T: mic back after the tail;
                                              idle        H, Ask: end
     active      Ask                          thinking    text sent (speaker stopped)
-    active      SessionLost                  connecting  speaker stops, mic kept (T/H held)
+    active      SessionLost                  connecting  speaker stops, mic kept (T/H held);
+                                                         the timer runs on (see below)
+    connecting  Timeout (session lost)       idle        end, error chime
     any         Stop                         idle        end (muted stays muted)
     any         Mute(on)                     muted       end, capture closed
     muted       Mute(off)                    idle        capture reopened
@@ -51,7 +53,11 @@ and speaker, close the session; events not listed are ignored and change nothing
     ringing     Ask / Mute(on)               connecting / muted (silenced first)
     active      Ring                         (same)      the model is told, no ringing
 
-("active" = connecting, listening, thinking, speaking.) Muted means no mic audio at all:
+("active" = connecting, listening, thinking, speaking.) A reconnect alone never restarts
+the silence timeout: the timer running when the session was lost runs on (from
+`speaking`, where none runs, it is armed), and the session coming back does not arm it
+again; so a server that breaks every connection cannot keep a conversation open by
+being reconnected to. Muted means no mic audio at all:
 capture is closed and nothing leaves the device until `Mute(on=False)`.
 
 Mic actions are explicit so privacy can be read off the table: `KeepMic` starts keeping
@@ -427,6 +433,8 @@ class Memory:
     """Typed text to send once the session is ready."""
     resume: State = "idle"
     """Where `ringing` goes back to once silenced."""
+    lost: bool = False
+    """Connecting again after `SessionLost`: the timer armed before runs on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,7 +558,9 @@ def _table(p: Policy, m: Memory, ev: Event) -> Step:
             if not m.voice or not (toggle or m.held):
                 return end(chime=Earcon("error"))
             keep = KeepMic(preroll=False)  # what was before has been sent already
-            return go("connecting", StopPlayback(), CancelTimeout(), keep, turn_done=False)
+            # The timer runs on through the reconnect; speaking has none: arm it.
+            timer = (ArmTimeout(p.timeout_s),) if s == "speaking" and toggle else ()
+            return go("connecting", StopPlayback(), *timer, keep, turn_done=False, lost=True)
 
     match s, ev:
         # idle, offline, error: start a conversation.
@@ -574,15 +584,19 @@ def _table(p: Policy, m: Memory, ev: Event) -> Step:
             cam = (Camera(True),) if p.camera_stream and m.voice else ()
             text = (SendText(m.pending.text, m.pending.verbatim),) if m.pending else ()
             if not m.voice:
-                return go("thinking", *text, pending=None)
+                return go("thinking", *text, pending=None, lost=False)
             if toggle:
                 if text:
-                    return go("thinking", *cam, StreamMic(), *text, pending=None)
-                return go("listening", *cam, StreamMic(), ArmTimeout(p.timeout_s))
+                    return go("thinking", *cam, StreamMic(), *text, pending=None, lost=False)
+                timer = () if m.lost else (ArmTimeout(p.timeout_s),)  # a reconnect: runs on
+                return go("listening", *cam, StreamMic(), *timer, lost=False)
             if m.held:
-                return go("listening", *cam, ActivityStart(), StreamMic(), pending=None)
+                acts = (ActivityStart(), StreamMic())
+                return go("listening", *cam, *acts, pending=None, lost=False)
             acts = (ActivityStart(), StreamMic(live=False), ActivityEnd(), StopMic(), *text)
-            return go("thinking", *cam, *acts, pending=None)
+            return go("thinking", *cam, *acts, pending=None, lost=False)
+        case "connecting", Timeout() if m.lost:
+            return end(chime=Earcon("error"))  # the session did not come back in time
         case "connecting", Ask():
             return go("connecting", pending=ev)
         case "connecting", Press() if toggle:

@@ -62,6 +62,48 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+JACK_REGISTRY = Path("/dev/shm/jack-shm-registry")
+"""libjack's table of running servers: 8 slots of (pid, name) after a 24-byte header."""
+
+
+def reclaim_dead_servers(registry: Path = JACK_REGISTRY) -> int:
+    """Free the registry slots of servers whose process is gone; how many were freed.
+
+    jackd frees its slot when it stops cleanly, and a new server reclaims a dead one's
+    slot only if it has the same name. Each rig names its server afresh, so a few rigs
+    killed (a test run cut short, SIGKILL) fill all 8 slots and every later jackd fails
+    with "Too many servers already active". Best effort: any surprise leaves the file
+    alone."""
+    import mmap
+    import struct
+
+    freed = 0
+    try:
+        with registry.open("r+b") as f, mmap.mmap(f.fileno(), 0) as mem:
+            magic, hdr_len = (
+                struct.unpack_from("<I", mem, 0)[0],
+                struct.unpack_from("<i", mem, 16)[0],
+            )
+            slot = (hdr_len - 24) // 8
+            if magic != 0x4A41434B or slot < 8:  # "JACK"
+                return 0
+            for i in range(8):
+                offset = 24 + i * slot
+                pid = struct.unpack_from("<i", mem, offset)[0]
+                if pid <= 0:
+                    continue
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    mem[offset : offset + slot] = bytes(slot)
+                    freed += 1
+                except PermissionError:
+                    pass  # another user's live server
+    except (OSError, ValueError, struct.error):
+        return 0
+    return freed
+
+
 class JackServer:
     """One jackd with the dummy backend (paced by a timer, no sound card)."""
 
@@ -78,6 +120,7 @@ class JackServer:
         # server socket" on stderr for every try: keep that out of the terminal.
         jack.set_error_function(lambda message: None)
 
+        reclaim_dead_servers()
         cmd = ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy",
                "-r", str(self.rate), "-p", str(self.block), "-C", "2", "-P", "2"]  # fmt: skip
         self._proc = subprocess.Popen(

@@ -246,8 +246,11 @@ class Camera:
             delay = self._last + self._interval - self._clock()
             if delay <= 0:
                 return
+            # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancellation that
+            # comes as the event is set (the frame loop then went on after its stop).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopped.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stopped.wait()
 
     def _take(self) -> tuple[bytes, int, int]:
         raw = self._source.capture_jpeg()

@@ -6,6 +6,9 @@ What the SDK leaves to us, and this module does:
 - The SDK neither reconnects nor handles `goAway`. We keep the newest session
   resumption handle, and on `goAway` or a dropped connection open a new connection
   with it (exponential backoff with jitter after failures), so the conversation goes on.
+  A connection that was set up but broke before it carried a turn (or lasted
+  `HEALTHY_S`) is a failure too: after `reconnect_attempts` of them the session ends
+  (`Offline`) instead of reconnecting forever.
 - Input sent while the connection is down is kept, in order, and sent once a new
   connection is up. Input the old connection took but the service had not consumed is
   sent again: with transparent resumption exactly the messages after the server's
@@ -82,6 +85,13 @@ class _Outgoing:
 
 BACKLOG_VIDEO_FRAMES = 60
 """At most this many camera frames (about a minute's) are kept for resending."""
+HEALTHY_S = 30.0
+"""A connection that carried a model turn, or lasted this long, was healthy: the failure
+count (and so the backoff) starts again after it. One that was set up and broke sooner
+counts as a failed attempt, or a server that accepts setup and then fails every
+connection would be retried every half second forever, microphone open."""
+CLOSE_TIMEOUT_S = 0.5
+"""How long a connection's close handshake may take before the socket is just closed."""
 GO_AWAY_MARGIN_S = 1.0
 """On goAway we are on a new connection at the latest this long before the cut."""
 
@@ -286,6 +296,8 @@ class LiveClient:
         self._runner: asyncio.Task[None] | None = None
         self._first_connection: asyncio.Future[None] | None = None
         self._closing = False
+        self._carried_turn = False
+        """The current connection delivered a whole model turn: it is healthy."""
         self._outbox_dropped_bytes = 0
         self._outbox_drop_logged = False
         self.connections = 0
@@ -423,7 +435,10 @@ class LiveClient:
 
     async def _run(self) -> None:
         failures = 0
+        """Failures since the last healthy connection: a server that sets every
+        connection up and then breaks it counts up too, so backoff grows and it ends."""
         connected_before = False
+        up = False  # a connection is set up and the app was told so (not yet told lost)
         retiring: contextlib.AsyncExitStack | None = None
         """The connection a goAway told us to leave, closed once the next attempt ended:
         it stays open (idle) through the new handshake instead of leaving a gap."""
@@ -438,19 +453,23 @@ class LiveClient:
                         finally:
                             self._retire(retiring)
                             retiring = None
-                        failures = 0
                         self.connections += 1
                         self.messages_sent.append(0)
                         self._outbox_drop_logged = False
+                        opened = time.monotonic()
+                        self._carried_turn = False
                         if connected_before:
                             self._emit(ev.SessionResumed(resumed=resumed_with is not None))
                         else:
                             connected_before = True
                             self._settle_first(None)
+                        up = True
                         try:
                             reason = await self._serve(session)
                         finally:
                             self._prepare_resend()
+                            if self._carried_turn or time.monotonic() - opened >= HEALTHY_S:
+                                failures = 0
                         if reason is not None:
                             retiring = stack.pop_all()
                 except LiveFatalError as exc:
@@ -469,7 +488,8 @@ class LiveClient:
                         return
                     delay = self._backoff(failures)
                     log.warning("%s; retrying in %.1f s", self._redact(error.message), delay)
-                    if connected_before and failures == 1:
+                    if up:
+                        up = False
                         self._emit(ev.SessionLost(self._redact(error.message)))
                     await asyncio.sleep(delay)
                     continue
@@ -549,9 +569,12 @@ class LiveClient:
             )
             manager = self._client.aio.live.connect(model=self._config.model, config=config)
             try:
-                session = await asyncio.wait_for(
-                    manager.__aenter__(), timeout=self._config.setup_timeout_s
-                )
+                # Not wait_for: on Python 3.11 it returns the result (here the SDK's
+                # ValueError, taken below as "try again") when the caller is cancelled
+                # just as the call ends, and the cancellation is lost: SIGTERM then
+                # waited out a whole connection attempt, or forever.
+                async with asyncio.timeout(self._config.setup_timeout_s):
+                    session = await manager.__aenter__()
             except TimeoutError:
                 raise LiveUnavailableError(
                     f"no setupComplete from the Live API within {self._config.setup_timeout_s:g} s"
@@ -783,6 +806,7 @@ class LiveClient:
         if content.interrupted:
             self._emit(ev.Interrupted())
         if content.turn_complete:
+            self._carried_turn = True
             self._emit(ev.TurnComplete(self._pending_usage))
             self._pending_usage = None
         if content.interrupted or content.turn_complete:
@@ -865,6 +889,9 @@ def _http_options(config: LiveConfig, ssl_context: ssl.SSLContext | None) -> typ
         # can be slower than that under load. A dead link is still found within 80 s.
         "ping_interval": 20,
         "ping_timeout": 60,
+        # A hung server never answers the close handshake: websockets would wait 10 s
+        # for it on every close, and a stop (or SIGTERM) with it (systemd then kills).
+        "close_timeout": CLOSE_TIMEOUT_S,
     }
     if ssl_context is not None:
         client_args["ssl"] = ssl_context

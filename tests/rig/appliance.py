@@ -103,12 +103,14 @@ async def running_appliance(
     *,
     picamera2_class: type | None = None,
     clock: Any = None,
+    notifier: Any = None,
     **sections: dict[str, Any],
 ) -> AsyncIterator[Running]:
     """The daemon, started in this loop, with the rig's devices; always shut down.
 
     `sections` are config tables merged over the rig's; `picamera2_class` stands in for
-    the camera (tests/rig/frames.py); `clock` is the timers' clock (a ManualClock)."""
+    the camera (tests/rig/frames.py); `clock` is the timers' clock (a ManualClock);
+    `notifier` is an sd_notify `service.Notifier`."""
     cfg = appliance_config(jack, emu, tmp, **sections)
     running: Running
     app = Appliance(
@@ -119,6 +121,7 @@ async def running_appliance(
         on_state=lambda s: running.record(s),
         picamera2_class=picamera2_class,
         clock=clock,
+        notifier=notifier,
     )
     running = Running(app, emu, jack, states=[app.machine.state])
     task = asyncio.create_task(app.run())

@@ -139,12 +139,7 @@ TOGGLE_TABLE: list[tuple[str, sm.Event, str, tuple[sm.Action, ...]]] = [
     ("listening", ReplyStarted(), "speaking", (CancelTimeout(), StopMic())),
     ("listening", Release(), "listening", ()),
     ("listening", Ask("hi"), "thinking", (SendText("hi"), ArmTimeout(30.0))),
-    (
-        "listening",
-        SessionLost("x"),
-        "connecting",
-        (StopPlayback(), CancelTimeout(), KeepMic(preroll=False)),
-    ),
+    ("listening", SessionLost("x"), "connecting", (StopPlayback(), KeepMic(preroll=False))),
     ("thinking", ReplyStarted(), "speaking", (StopMic(), CancelTimeout())),
     ("thinking", TurnComplete(), "listening", (StreamMic(delay_ms=300), ArmTimeout(20.0))),
     ("thinking", Press(), "idle", (*END, Earcon("done"))),
@@ -193,12 +188,7 @@ HOLD_TABLE: list[tuple[str, sm.Event, str, tuple[sm.Action, ...]]] = [
         (ActivityEnd(), StopMic(), SendText("hi"), ArmTimeout(30.0)),
     ),
     ("listening", ReplyStarted(), "listening", ()),  # a late chunk of the old reply
-    (
-        "listening",
-        SessionLost("x"),
-        "connecting",
-        (StopPlayback(), CancelTimeout(), KeepMic(preroll=False)),
-    ),
+    ("listening", SessionLost("x"), "connecting", (StopPlayback(), KeepMic(preroll=False))),
     ("thinking", ReplyStarted(), "speaking", (CancelTimeout(),)),
     ("thinking", TurnComplete(), "idle", END),
     ("thinking", Press(), "listening", (ActivityStart(), StreamMic(preroll=True))),
@@ -210,6 +200,27 @@ HOLD_TABLE: list[tuple[str, sm.Event, str, tuple[sm.Action, ...]]] = [
     ("muted", Press(), "muted", (Earcon("muted"),)),
     ("offline", Press(), "connecting", (Earcon("wake"), KeepMic(), OpenSession())),
 ]
+
+
+def test_a_reconnect_alone_never_rearms_the_silence_timeout() -> None:
+    # Found: each reconnect re-armed it, so a server that broke every connection kept
+    # the conversation (and the microphone) open for good.
+    machine = at("listening", TOGGLE)
+    lost = machine.handle(SessionLost("x"))
+    assert not any(isinstance(a, CancelTimeout | ArmTimeout) for a in lost.actions)
+    back = machine.handle(SessionResumed())
+    assert (back.after, back.actions) == ("listening", (StreamMic(),))
+    machine.handle(SessionLost("again"))
+    timeout = machine.handle(Timeout())  # the first arm ran out while reconnecting
+    assert (timeout.after, timeout.actions) == ("idle", (*END, Earcon("error")))
+
+
+def test_a_session_lost_while_speaking_arms_the_timeout_once() -> None:
+    machine = at("speaking", TOGGLE)
+    lost = machine.handle(SessionLost("x"))
+    assert lost.actions == (StopPlayback(), ArmTimeout(20.0), KeepMic(preroll=False))
+    assert machine.handle(SessionResumed()).actions == (StreamMic(),)
+    assert machine.handle(SessionReady()).actions == ()  # (listening: nothing to do)
 
 
 @pytest.mark.parametrize(("state", "event", "after", "actions"), TOGGLE_TABLE, ids=str)

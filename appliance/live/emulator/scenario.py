@@ -72,6 +72,11 @@ class FaultKind(Enum):
     """(At a turn with a tool call.) After the function response, wait for more realtime
     input before going on, as Gemini 3.x was seen to do (pipecat): a client that sends
     nothing after its tool response waits forever."""
+    CLOSE_NORMAL = "close_normal"
+    """Close 1000 with no reason, as a service that ends a session "cleanly" would."""
+    FREEZE = "freeze"
+    """Stop reading and answering: no frames, no pongs, no close handshake (a hung
+    server, or a link that went dead without a reset)."""
 
 
 @dataclass(slots=True)
@@ -96,6 +101,12 @@ class Fault:
     updates every U messages, `at_message % U` of them, plus what the client sent after
     it): the tail a transparent client must resend. GO_AWAY sends goAway once it is
     consumed."""
+    after_setup_s: float | None = None
+    """Break the connection this long after the client's first message after setup
+    (so it certainly saw its setupComplete: a TCP reset can take unread data with it)
+    instead of at setup or a turn: the client is set up, then the connection fails
+    (DROP, INTERNAL, MALFORMED, UNKNOWN_MESSAGE, CLOSE_NORMAL, FREEZE). With
+    `once=False` every connection does."""
     fired: int = 0
 
     def matches(self, connection: int, turn: int | None, message: int | None = None) -> bool:

@@ -91,6 +91,9 @@ class Emulator:
         log.info("Live API emulator on %s (CA %s)", self.base_url, self.ca_file)
 
     async def stop(self) -> None:
+        for session in list(self.hub.frozen):  # hung on purpose: no close handshake
+            session.abort()
+        self.hub.frozen.clear()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

@@ -122,6 +122,8 @@ class Hub:
         self.connections: list[ConnectionInfo] = []
         self.conversations: list[Conversation] = []
         self.handles: dict[str, Conversation] = {}
+        self.frozen: set[Session] = set()
+        """Hung connections (FREEZE): aborted when the emulator stops."""
         self._handle_seq = 0
 
     def new_conversation(self) -> Conversation:
@@ -187,10 +189,16 @@ class Session:
         self.handling = False
         """A client message is being acted on: the state is not whole until it is done."""
         self.update_due = False
+        self.set_up = asyncio.Event()
+        self.heard = asyncio.Event()
+        """A client message after setup arrived."""
+        self.frozen = False
 
     # ---- sending -------------------------------------------------------------------
 
     async def send(self, message: dict[str, Any], audio_bytes: int = 0) -> None:
+        if self.frozen:
+            return
         text = json.dumps(message, separators=(",", ":"))
         await self.ws.send(text.encode() if self.binary else text)
         kind = "+".join(_kinds(message))
@@ -224,14 +232,19 @@ class Session:
                 return
             await self._start_conversation()
             async for frame in self.ws:
+                if self.frozen:
+                    break
                 await self._handle(frame, time.monotonic_ns())
                 if self.info.close_code is not None:
                     break  # a fault ended it: frames already buffered are not consumed
+            if self.frozen:  # hung: the connection ends when the client (or stop) aborts it
+                await self.ws.wait_closed()
         except p.ProtocolError as exc:
             await self.close(exc.code, exc.reason)
         except ConnectionClosed:
             pass
         finally:
+            self.hub.frozen.discard(self)
             await self._cancel_reply()
             for task in list(self.background):
                 task.cancel()
@@ -260,6 +273,9 @@ class Session:
         rejected = setup_rejection(self.setup.raw, self.rules, self.setup.model)
         if rejected is not None:
             raise p.ProtocolError(p.CLOSE_INVALID, rejected)
+        if fault is not None and fault.after_setup_s is not None:
+            self._spawn(self._break_after_setup(fault))
+            return False
         if kind is FaultKind.INTERNAL:
             raise p.ProtocolError(p.CLOSE_INTERNAL, "Internal error encountered.")
         if kind is FaultKind.DROP:
@@ -297,6 +313,7 @@ class Session:
         self.info.conversation = self.conv
         self.info.setup = self.setup
         await self.send({"setupComplete": {}})
+        self.set_up.set()
         await self._resumption_update()
 
     async def _resumption_update(self) -> None:
@@ -351,6 +368,7 @@ class Session:
         counts, also one the emulator ignores. The count starts at 0 on each connection,
         a resumed one too; `Conversation.consumed` ties the connections together."""
         message = self._load_and_record(frame, t_ns)
+        self.heard.set()
         if await self._message_fault():
             return
         self.handling = True
@@ -628,6 +646,32 @@ class Session:
             await self.ws.send(b'{"serverContent": {"modelTurn": "' + junk)
         else:
             await self.send({"error": {"code": 500, "message": "emulated unknown message"}})
+
+    async def _break_after_setup(self, fault: Fault) -> None:
+        """Let the client be set up, then fail the connection as `fault` says."""
+        await self.set_up.wait()
+        await self.heard.wait()  # the client certainly has its setupComplete by now
+        await asyncio.sleep(fault.after_setup_s or 0.0)
+        kind = fault.kind
+        log.info("connection %d: %s after setup", self.info.id, kind.value)
+        if kind is FaultKind.DROP:
+            self.abort()
+        elif kind is FaultKind.INTERNAL:
+            await self.close(p.CLOSE_INTERNAL, "Internal error encountered.")
+        elif kind is FaultKind.CLOSE_NORMAL:
+            await self.close(1000, "")
+        elif kind in (FaultKind.MALFORMED, FaultKind.UNKNOWN_MESSAGE):
+            await self._send_junk(kind, fault.junk_bytes)
+        elif kind is FaultKind.FREEZE:
+            self.freeze()
+
+    def freeze(self) -> None:
+        """Hang: read nothing more (no pongs, no close handshake) and send nothing."""
+        self.frozen = True
+        self.hub.frozen.add(self)
+        self.ws.transport.pause_reading()
+        if self.reply_task is not None:
+            self.reply_task.cancel()
 
     async def _go_away(self, fault: Fault) -> None:
         await self.send({"goAway": {"timeLeft": f"{fault.time_left_s:g}s"}})
