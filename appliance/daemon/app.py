@@ -568,7 +568,8 @@ class Appliance:
         self._reply_watch.stop()
         self._log_said()
         # A turn still awaited ends here without its answer: say why (`ask` exits 1).
-        reason = self.last_error or why_ended(self._last_event, self.config)
+        problems = "; ".join(self._device_problems.values())
+        reason = self.last_error or problems or why_ended(self._last_event, self.config)
         self._notify_listeners(TurnIncomplete(reason))
         client, self._live = self._live, None
         for task in list(self._live_tasks):
@@ -632,12 +633,14 @@ class Appliance:
                 self._reply_started = self._discard_reply = False
                 if usage is not None:
                     self.usage.add(usage)
+                if not (self._followup_expected or self._followup_calls):
+                    # Before the state moves: a typed turn's conversation may close on
+                    # it, and `ask` must hear "complete" first. (It waits for a tool's
+                    # answer the model will say next.)
+                    self._notify_listeners(None)
                 await self._feed(state.TurnComplete())
                 if self.machine.state == "speaking":
                     self._drain_task = asyncio.create_task(self._drain())
-                if not (self._followup_expected or self._followup_calls):
-                    # (`ask` waits for a tool's answer the model will say next)
-                    self._notify_listeners(None)
                 if self._end_after_reply and self.machine.state != "speaking":
                     await self._feed(state.Stop())
             case ev.ToolCall(calls=calls):
