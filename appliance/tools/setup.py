@@ -14,7 +14,20 @@ if TYPE_CHECKING:
 
 
 def make_toolbox(config: Config, *, camera_present: bool) -> Toolbox:
-    """The built-in functions (`look` only with a camera in `on_request` mode)."""
+    """The built-in functions (`look` only with a camera in `on_request` mode), and each
+    `[[mcp.servers]]` entry."""
     camera_on_request = camera_present and config.camera.mode == "on_request"
     sources: list[ToolSource] = [BuiltinTools(camera_on_request)]
+    sources += _mcp_sources(config)
     return Toolbox(sources)
+
+
+def _mcp_sources(config: Config) -> list[ToolSource]:
+    """MCP servers; the client library is imported only when there are some."""
+    if not config.mcp.servers:
+        return []
+    from appliance.tools.mcp.link import preload
+    from appliance.tools.mcp.source import McpSource
+
+    preload()
+    return [McpSource(server) for server in config.mcp.servers]
