@@ -26,9 +26,17 @@ class FakeServer:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     opened: int = 0
     closed: int = 0
+    links: list[FakeLink] = field(default_factory=list)
 
     async def make_link(self, config: Any) -> FakeLink:
-        return FakeLink(self)
+        link = FakeLink(self)
+        self.links.append(link)
+        return link
+
+    def exit(self) -> None:
+        """The server process exits: every open connection to it is lost."""
+        for link in self.links:
+            link.is_open = False
 
 
 class FakeLink:
