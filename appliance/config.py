@@ -450,6 +450,23 @@ class McpServerConfig(_Section):
                     )
         return data
 
+    def describe(self) -> str:
+        """One line for `appliance check` (never the token, only where it is)."""
+        if self.command is not None:
+            where = "stdio: " + " ".join(self.command)
+        else:
+            token = (
+                f"token from file {self.token_file}"
+                if self.token_file
+                else f"token from systemd credential {self.token_credential}"
+                if self.token_credential
+                else "no token"
+            )
+            where = f"{self.url} ({token})"
+        tools = f"; only {', '.join(self.allow)}" if self.allow is not None else ""
+        tools += f"; never {', '.join(self.deny)}" if self.deny else ""
+        return f"MCP server {self.name}: {where}{tools}"
+
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:
         if (self.url is None) == (self.command is None):

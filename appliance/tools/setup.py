@@ -23,11 +23,10 @@ def make_toolbox(config: Config, *, camera_present: bool) -> Toolbox:
 
 
 def _mcp_sources(config: Config) -> list[ToolSource]:
-    """MCP servers; the client library is imported only when there are some."""
+    """MCP servers; the client library is imported (in the background, by the toolbox's
+    `prepare()`) only when there are some."""
     if not config.mcp.servers:
         return []
-    from appliance.tools.mcp.link import preload
     from appliance.tools.mcp.source import McpSource
 
-    preload()
     return [McpSource(server) for server in config.mcp.servers]

@@ -5,7 +5,6 @@ gone), what the journal says (once), and when connections open and close. The re
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 
 from appliance import config as config_mod
+from appliance.audio.fakes import eventually
 from appliance.config import McpServerConfig
 from appliance.live.setup import connect_config
 from appliance.tools.builtin import BuiltinTools
@@ -209,9 +209,8 @@ async def test_a_stdio_server_starts_with_the_service_and_is_kept() -> None:
     )
     box = Toolbox([stdio])
     box.prepare()
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
-    assert stdio.ready and server.opened == 1
+    await eventually(lambda: stdio.ready, within_s=5)
+    assert server.opened == 1
     for _ in range(2):
         session = await box.open()
         assert len(session.declarations()) == 2
@@ -248,7 +247,7 @@ async def test_a_token_that_cannot_be_read_costs_the_tools_with_a_reason(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     missing = McpSource(server_config(token_file=str(tmp_path / "nope")))
-    session = await Toolbox([missing]).open()
+    session = await Toolbox([missing], list_timeout_s=60).open()  # (imports mcp first)
     assert session.declarations() == []
     assert "cannot read the token in" in caplog.text
 

@@ -32,11 +32,16 @@ LIST_PAGES_MAX = 20
 
 
 def preload() -> None:
-    """Import the client library now (start-up), not in the first conversation's
-    listing, which has a couple of seconds: the import alone takes about one here and
-    several on a Pi Zero 2 W."""
+    """Import the client library (in a thread, at start-up), not in the first
+    conversation's listing, which has two seconds: the import alone takes one to four
+    here and more on a Pi Zero 2 W (bench/results/mcp.md). The daemon imports the Live
+    client in a thread of its own at the same time: import that first (waiting for the
+    other thread if it is under way), so two threads never import the modules both
+    share (pydantic, httpx2) in opposite orders."""
     import mcp.client.client
     import mcp.client.streamable_http  # noqa: F401
+
+    import appliance.live.client  # noqa: F401
 
 
 class McpLink:

@@ -97,6 +97,8 @@ class McpSource:
         self.name = f"MCP server {config.name}"
         self.persistent = config.command is not None
         self._make_link = make_link or real_link
+        self._preload: Callable[[], None] | None = None if make_link else _preload
+        self._imported: asyncio.Task[None] | None = None
         self._link: Link | None = None
         self._opening: asyncio.Task[Link] | None = None
         self._calls_failing = False
@@ -116,10 +118,21 @@ class McpSource:
         )
 
     def prepare(self) -> None:
-        """At service start: start a stdio server now, so that the first conversation
-        finds it ready."""
+        """At service start: import the client library in a thread (seconds on a Pi
+        Zero 2 W: not before READY=1, not in the event loop), and start a stdio server,
+        so that the first conversation finds both ready."""
+        self._import()
         if self.persistent:
             self._start_opening()
+
+    def _import(self) -> asyncio.Task[None]:
+        if self._imported is None or self._imported.cancelled():
+            preload = self._preload
+            self._imported = asyncio.create_task(
+                asyncio.to_thread(preload) if preload else asyncio.sleep(0)
+            )
+            self._imported.add_done_callback(_retrieve)
+        return self._imported
 
     async def tools(self) -> list[Tool]:
         if self.persistent:
@@ -169,6 +182,7 @@ class McpSource:
         return task
 
     async def _open(self) -> Link:
+        await asyncio.shield(self._import())
         link = await self._make_link(self.config)
         try:
             await link.open()
@@ -225,6 +239,8 @@ class McpSource:
 
     async def _call(self, link: Link, remote: str, args: dict[str, Any]) -> dict[str, Any]:
         timeout = self.config.timeout_s
+        if not self.persistent and link is not self._link:
+            return {"error": "the conversation this call belongs to has ended"}
         try:
             outcome = await link.call(remote, args, timeout)
         except TimeoutError:
@@ -251,6 +267,12 @@ class McpSource:
         if complaint not in self._said:
             self._said.add(complaint)
             log.warning("%s: %s", self.name, complaint)
+
+
+def _preload() -> None:
+    from appliance.tools.mcp.link import preload
+
+    preload()
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:
