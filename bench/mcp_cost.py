@@ -3,9 +3,9 @@
     .venv/bin/python bench/mcp_cost.py [--trials 20] [--imports 5]
 
 1. Start-up: the `mcp` client library, imported by `link.preload()` when servers are
-   configured, in a fresh interpreter that has already imported the daemon
-   (`appliance.daemon.app`, which brings google-genai): added wall time and resident
-   memory (VmRSS), median of `--imports` interpreters.
+   configured, in a fresh interpreter that has already imported the daemon and its Live
+   client (`appliance.daemon.app`, `appliance.live.client` with google-genai): added wall
+   time and resident memory (VmRSS), median of `--imports` interpreters.
 2. Each conversation's start: `McpSource.tools()` (connect, initialise, list, declare)
    then `release()`, against tests/rig/mcp_home.py (the Home-Assistant-shaped server of
    the tests, MCPServer over Streamable HTTP with a bearer token on 127.0.0.1, its own
@@ -44,6 +44,7 @@ def rss():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
 import appliance.daemon.app
+import appliance.live.client  # the daemon imports it after READY=1 anyway
 t0, m0 = time.perf_counter(), rss()
 from appliance.tools.mcp.link import preload
 preload()
@@ -149,7 +150,7 @@ def main() -> None:
     imp = imports(args.imports)
     print(
         f"import mcp client after the daemon: {imp['s'] * 1000:.0f} ms, "
-        f"+{imp['mb']:.1f} MB RSS (daemon modules alone: {imp['base_mb']:.1f} MB); "
+        f"+{imp['mb']:.1f} MB RSS (the daemon with its Live client: {imp['base_mb']:.1f} MB); "
         f"median of {args.imports}"
     )
     with tempfile.TemporaryDirectory() as tmp:

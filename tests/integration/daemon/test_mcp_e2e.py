@@ -254,3 +254,44 @@ async def test_a_stdio_server_with_an_allow_list(
     (response,) = tool_responses(emu)
     assert f"state: '{mcp_home.SENSOR_C}'" in response["response"]["result"]
     assert str(mcp_home.SENSOR_C) in said
+
+
+def _toml(tables: dict[str, dict[str, Any]]) -> str:
+    """Enough TOML for the rig's config (strings, numbers, lists of strings)."""
+    lines = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+async def test_a_server_added_by_reload_is_used_by_the_next_conversation(
+    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, pins: MockFactory, home: HomeServer
+) -> None:
+    emu.scenario.default_reply = Reply(text="Hello.", pcm=tone(610, 300))
+    async with running_appliance(jack_audio, emu, tmp_path) as r:
+        assert "Hello." in await ask(r, "hello")
+        r.app.post(Stop())
+        await r.wait_state("idle", after=len(r.states) - 1)
+        rig = r.app.config.model_dump(mode="json", include={"live", "audio", "behaviour"})
+        tables = {
+            "live": {k: v for k, v in rig["live"].items() if k in ("endpoint", "ca_file")},
+            "audio": {k: rig["audio"][k] for k in ("capture_device", "playback_device", "earcons")},
+            "behaviour": {"conversation_timeout_s": 3, "half_duplex_tail_ms": 200},
+            "control": {"socket": str(tmp_path / "control.sock")},
+        }
+        server = http_server(tmp_path, home.url)["servers"][0]
+        conf = tmp_path / "config.toml"
+        conf.write_text(_toml(tables) + "[[mcp.servers]]\n" + _toml_pairs(server))
+        r.app.config_path = conf
+        await r.app.reload()
+        await eventually(lambda: r.app.config.mcp.servers != (), within_s=5)
+        assert "Hello." in await ask(r, "hello again")
+    first, second = (c.setup for c in emu.connections[:2])
+    assert first is not None and second is not None
+    assert not [n for n in first.function_names if n.startswith("home_")]
+    assert "home_HassTurnOn" in second.function_names
+
+
+def _toml_pairs(values: dict[str, Any]) -> str:
+    return "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
