@@ -5,12 +5,13 @@ serves a kitchen light (`HassTurnOn` / `HassTurnOff`, the argument names Home As
 uses) and a temperature sensor read through `GetLiveContext`, over Streamable HTTP on
 127.0.0.1 with a bearer token (as Home Assistant's `/api/mcp` wants a long-lived access
 token) or over stdio. Every call is appended to a JSON-lines file, so a test sees what the
-server saw. `--hang TOOL` makes that tool never answer (a call the server dies during).
+server saw. `--hang TOOL` makes that tool never answer (a call the server dies during);
+`--exit-tool` adds `ServerExit`, which ends the process (a stdio server that dies).
 
     python -m tests.rig.mcp_home --calls calls.jsonl --port 8123 --token T
     python -m tests.rig.mcp_home --calls calls.jsonl --stdio
 
-Run as its own process, so a test can kill it mid-call.
+Run as its own process, so a test can kill it mid-call: `HomeServer` starts it.
 """
 
 from __future__ import annotations
@@ -18,11 +19,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field
 
+TOKEN = "test-long-lived-access-token-0123456789"
+"""The token tests give the HTTP server (and the appliance, in a token file)."""
 LIGHT = "light.kitchen"
 SENSOR_C = 21.5
 
@@ -32,7 +40,7 @@ Area = Annotated[str | None, Field(description="Name of the area")]
 Domain = Annotated[list[str] | None, Field(description="Domains, e.g. light, switch")]
 
 
-def build(calls: Path, hang: set[str]) -> Any:
+def build(calls: Path, hang: set[str], exit_tool: bool = False) -> Any:
     from mcp.server.mcpserver import MCPServer
 
     server = MCPServer("Home Assistant", instructions="Control the home (test double).")
@@ -90,6 +98,13 @@ def build(calls: Path, hang: set[str]) -> Any:
         await record("HassBroken", {"name": name})
         raise ValueError(f"device {name!r} is unavailable")
 
+    if exit_tool:
+
+        @server.tool(name="ServerExit", description="Ends the server process (tests)")
+        async def server_exit() -> str:
+            await record("ServerExit", {})
+            os._exit(1)
+
     return server
 
 
@@ -109,6 +124,54 @@ def http_app(server: Any, token: str | None) -> Any:
     return guarded
 
 
+class HomeServer:
+    """The MCP server process and the calls it saw."""
+
+    def __init__(self, tmp: Path, *, hang: tuple[str, ...] = ()) -> None:
+        self.calls_file = tmp / "calls.jsonl"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/api/mcp"
+        self.hang = hang
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def argv(self, *extra: str) -> list[str]:
+        hangs = [arg for tool in self.hang for arg in ("--hang", tool)]
+        return [sys.executable, __file__, "--calls", str(self.calls_file), *hangs, *extra]
+
+    def spawn(self) -> None:
+        self.process = subprocess.Popen(self.argv("--port", str(self.port), "--token", TOKEN))
+
+    async def start(self) -> None:
+        self.spawn()
+        assert self.process is not None
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                except OSError:
+                    assert self.process.poll() is None, "the MCP server did not start"
+                    await asyncio.sleep(0.1)
+                    continue
+                writer.close()
+                return
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def calls(self) -> list[dict[str, Any]]:
+        if not self.calls_file.exists():
+            return []
+        return [json.loads(line) for line in self.calls_file.read_text().splitlines()]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=Path, required=True, help="JSON lines of each call")
@@ -116,8 +179,9 @@ def main() -> None:
     parser.add_argument("--token", help="the bearer token HTTP requests must carry")
     parser.add_argument("--stdio", action="store_true", help="serve on stdin/stdout")
     parser.add_argument("--hang", action="append", default=[], help="a tool that never answers")
+    parser.add_argument("--exit-tool", action="store_true", help="a tool that ends the server")
     args = parser.parse_args()
-    server = build(args.calls, set(args.hang))
+    server = build(args.calls, set(args.hang), args.exit_tool)
     if args.stdio:
         server.run("stdio")
         return

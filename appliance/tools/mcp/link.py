@@ -60,6 +60,8 @@ class McpLink:
         self._owner: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._stop = asyncio.Event()
+        self._http_status: int | None = None
+        """The last HTTP error status the server answered with."""
         self.failure: str | None = None
         """Why the connection ended by itself (the server went away)."""
 
@@ -78,13 +80,24 @@ class McpLink:
 
     @property
     def alive(self) -> bool:
-        return self._client is not None and self._owner is not None and not self._owner.done()
+        owner = self._owner
+        return (
+            self._client is not None
+            and owner is not None
+            and not owner.done()
+            and not self._stop.is_set()
+        )
 
     async def relist(self) -> list[RemoteTool]:
         """List the tools again (a kept stdio server, as a conversation opens)."""
+        from mcp.shared.exceptions import MCPError
+
         if not self.alive:
             raise ServerUnreachable(self.failure or "the connection is closed")
-        return await _list_tools(self._client)
+        try:
+            return await _list_tools(self._client)
+        except MCPError as exc:
+            raise self._lost(exc) from None
 
     async def call(self, name: str, args: dict[str, Any], timeout_s: float) -> Outcome:
         """Run one tool call; raises TimeoutError, or ServerUnreachable when the
@@ -113,9 +126,16 @@ class McpLink:
             result = request.result()
         except MCPError as exc:
             if exc.code == CONNECTION_CLOSED:
-                raise ServerUnreachable(self.failure or "the connection was lost") from None
+                raise self._lost(exc) from None
             return Outcome(is_error=True, text=f"{exc.message} (MCP error {exc.code})")
         return _outcome(result)
+
+    def _lost(self, exc: Exception) -> ServerUnreachable:
+        """The server closed the connection (a stdio server that exited: its client
+        stays entered): the owner leaves, so `alive` says so and a new link is made."""
+        self.failure = self.failure or f"the server closed the connection ({exc})"
+        self._stop.set()
+        return ServerUnreachable(self.failure)
 
     async def close(self) -> None:
         """Leave the client (in its owner task), waiting at most CLOSE_TIMEOUT_S."""
@@ -140,7 +160,7 @@ class McpLink:
                 self._ready.set_result(None)
                 await self._stop.wait()
         except BaseException as exc:  # the owner's end is the connection's: record why
-            reason = _reason(exc)
+            reason = _reason(exc, self._http_status)
             if not self._ready.done():
                 self._ready.set_exception(ServerUnreachable(reason))
             elif not self._stop.is_set():
@@ -165,6 +185,13 @@ class McpLink:
         assert self._url is not None
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
         http = create_mcp_http_client(headers=headers)
+
+        async def note_status(response: Any) -> None:
+            # The client says only "Server returned an error response" for a 401.
+            if response.status_code >= 400:
+                self._http_status = response.status_code
+
+        http.event_hooks = {"request": [], "response": [note_status]}
         stack.push_async_callback(http.aclose)
         return Client(streamable_http_client(self._url, http_client=http), cache=None)
 
@@ -204,18 +231,23 @@ def _outcome(result: Any) -> Outcome:
     return Outcome(is_error=bool(result.is_error), text=text, structured=structured)
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException, http_status: int | None = None) -> str:
     """The first real error inside the client's exception groups, said briefly (never
     a header: the token is in the client's headers, not in these messages)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, ServerUnreachable):
         return str(exc)
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status == 401:
-        return "HTTP 401: the token was refused (a long-lived access token? still valid?)"
+    status = getattr(getattr(exc, "response", None), "status_code", None) or http_status
+    if status in (401, 403):
+        return f"HTTP {status}: the token was refused (a long-lived access token? still valid?)"
+    if status == 404:
+        return (
+            "HTTP 404: no MCP server at this URL (Home Assistant: is the Model Context "
+            "Protocol Server integration added? the URL ends in /api/mcp)"
+        )
     if status is not None:
-        return f"HTTP {status}"
+        return f"HTTP {status} ({type(exc).__name__}: {exc})"
     if isinstance(exc, asyncio.CancelledError):
         return "the connection was lost"
     text = str(exc).splitlines()[0] if str(exc) else ""

@@ -107,7 +107,7 @@ class McpSource:
 
     @property
     def ready(self) -> bool:
-        """A stdio server is running and listed its tools (for `status` and tests)."""
+        """A stdio server is running and listed its tools (tests wait for it)."""
         task = self._opening
         return bool(
             task is not None
