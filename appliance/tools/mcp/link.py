@@ -25,6 +25,12 @@ from appliance.tools.mcp.source import Outcome, RemoteTool, ServerUnreachable
 
 log = logging.getLogger(__name__)
 
+# httpx2 logs every request at INFO: a journal line per MCP message otherwise (the
+# journal says when a server is down or back, not each call). Debug stays quiet too, so
+# no header (the token) can reach a log line at `[logging] level = "debug"`.
+for _noisy in ("httpx2", "httpcore2"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
 CLOSE_TIMEOUT_S = 2.0
 """How long a closing connection may take (a DELETE to the server, a stdio server's exit)
 before its owner is cancelled."""

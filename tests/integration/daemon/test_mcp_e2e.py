@@ -83,8 +83,14 @@ def tool_responses(emu: Emulator) -> list[dict[str, Any]]:
 
 
 async def test_the_model_turns_on_a_light_through_home_assistant(
-    jack_audio: JackAudio, emu: Emulator, tmp_path: Path, pins: MockFactory, home: HomeServer
+    jack_audio: JackAudio,
+    emu: Emulator,
+    tmp_path: Path,
+    pins: MockFactory,
+    home: HomeServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO)
     emu.scenario.default_reply = Reply(
         text="Turning it on.",
         pcm=tone(610, 300),
@@ -118,6 +124,9 @@ async def test_the_model_turns_on_a_light_through_home_assistant(
     assert success == [{"name": "Kitchen Light", "type": "entity", "id": "light.kitchen"}]
     assert emu.connections[0].tool_schedulings == ["WHEN_IDLE"]
     assert "Turning it on." in said and "light.kitchen" in said
+    # The journal: the call, once (the daemon's line), no HTTP request lines, no token.
+    assert len([m for m in caplog.messages if m.startswith("tool home_HassTurnOn(")]) == 1
+    assert "HTTP Request" not in caplog.text and TOKEN not in caplog.text
 
 
 async def test_a_server_that_dies_mid_call_gets_an_error_answer_and_the_talk_goes_on(
