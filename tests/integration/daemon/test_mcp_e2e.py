@@ -155,7 +155,7 @@ async def test_a_server_that_dies_mid_call_gets_an_error_answer_and_the_talk_goe
         home.kill()  # Home Assistant restarts while the light is being switched
         assert "Turning it off." in await asyncio.wait_for(asking, 20)
         # The model tells the error when it is free (the emulator's follow-up names it).
-        spoken = lambda: " ".join(sent.text or "" for sent in emu.recorder.sent)  # noqa: E731
+        spoken = lambda: "".join(sent.text or "" for sent in emu.recorder.sent)  # noqa: E731
         await eventually(lambda: "cannot be reached" in spoken(), within_s=20)
         assert "Still here." in await ask(r, "are you there?")  # the conversation goes on
     (response,) = tool_responses(emu)
