@@ -101,6 +101,8 @@ class McpSource:
         self._imported: asyncio.Task[None] | None = None
         self._link: Link | None = None
         self._opening: asyncio.Task[Link] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        """Connections closing in the background (`close()` waits for them)."""
         self._calls_failing = False
         self._said: set[str] = set()
         """Complaints about the listing already logged (once per service run)."""
@@ -147,12 +149,14 @@ class McpSource:
         return self._declare(link)
 
     async def release(self) -> None:
-        """The conversation ended: close its connection (a stdio server keeps running)."""
+        """The conversation ended: close its connection (a stdio server keeps running),
+        in the background: a server slow to say goodbye (up to `link.CLOSE_TIMEOUT_S`)
+        does not hold up the daemon's loop as the conversation ends."""
         if self.persistent:
             return
         link, self._link = self._link, None
         if link is not None:
-            await link.close()
+            self._spawn_close(link)
 
     async def close(self) -> None:
         """The service stops (or the config changed): close everything."""
@@ -164,6 +168,8 @@ class McpSource:
         link, self._link = self._link, None
         if link is not None:
             await link.close()
+        if self._closing:
+            await asyncio.wait(set(self._closing))
 
     def _start_opening(self) -> asyncio.Task[Link]:
         """The task opening the persistent link; a new one when the last failed or the
@@ -193,6 +199,8 @@ class McpSource:
 
     def _spawn_close(self, link: Link) -> None:
         task = asyncio.create_task(link.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
         task.add_done_callback(_retrieve)
 
     def _declare(self, link: Link) -> list[Tool]:
