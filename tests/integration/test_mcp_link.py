@@ -67,3 +67,35 @@ async def test_a_stdio_server_that_exits_is_started_again_for_the_next_conversat
     assert str(mcp_home.SENSOR_C) in answer["result"]
     await box.close()
     assert not source.ready
+
+
+async def test_a_server_that_never_answers_costs_the_listing_bound_and_leaves_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from appliance.tools.mcp.link import preload
+
+    await asyncio.to_thread(preload)  # (the import is not what is being bounded here)
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # takes the request, never answers
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    config = McpServerConfig(name="home", url=f"http://127.0.0.1:{port}/api/mcp", token_file=token)
+    box = Toolbox([McpSource(config)], list_timeout_s=0.5)
+    async with server:
+        for _ in range(2):
+            assert (await box.open()).declarations() == []
+        await eventually(lambda: accepted != [], within_s=5)
+        await asyncio.sleep(0.2)
+        owners = [t for t in asyncio.all_tasks() if t.get_name() == "mcp-link"]
+        assert owners == []  # every connection's owner left with its listing
+        for writer in accepted:
+            writer.close()
+    slow = [m for m in caplog.messages if "unavailable (no answer in 0.5 s)" in m]
+    assert len(slow) == 1

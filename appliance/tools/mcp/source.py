@@ -193,7 +193,7 @@ class McpSource:
         try:
             await link.open()
         except BaseException:
-            await link.close()
+            self._spawn_close(link)  # in the background: the toolbox's bound holds
             raise
         return link
 
