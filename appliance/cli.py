@@ -166,6 +166,8 @@ def _check(args: argparse.Namespace) -> int:
     for line in pinmap.describe(cfg):
         print(f"  {line}")
     print(f"model: {cfg.live.model}")
+    for server in cfg.mcp.servers:
+        print(server.describe())
     if found:
         print(f"API key: from {found.describe()}")
     else:

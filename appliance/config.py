@@ -427,6 +427,110 @@ class ControlConfig(_Section):
         return group
 
 
+MCP_PACKAGE = "mcp"
+"""The MCP client library, an extra (`pip install 'appliance[mcp]'`): only devices that
+name servers pay for it (memory, start-up)."""
+
+_MCP_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,23}$"
+_SECRET_KEYS = ("token", "access_token", "api_key", "password", "headers", "authorization")
+
+
+class McpServerConfig(_Section):
+    """`[[mcp.servers]]`: one MCP server whose tools the model may call.
+
+    Either `url` (Streamable HTTP, e.g. Home Assistant's `http://HA:8123/api/mcp`) with a
+    bearer token from `token_file` or the systemd credential `token_credential`, or
+    `command` (a stdio server, run as the service's user). The token itself is never a
+    config value: config files get pasted into forums.
+    """
+
+    name: str = Field(pattern=_MCP_NAME)
+    """Prefixes the server's tool names for the model (`home_HassTurnOn`)."""
+    url: str | None = Field(None, pattern=r"^https?://[^\s@/]+(/\S*)?$")
+    token_file: Path | None = None
+    token_credential: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    """A name given to `LoadCredential=` in the unit; read from $CREDENTIALS_DIRECTORY."""
+    command: tuple[str, ...] | None = Field(None, min_length=1)
+    """argv of a stdio server, e.g. ["/usr/local/bin/my-mcp-server", "--flag"]."""
+    allow: tuple[str, ...] | None = None
+    """Only these tools (by the server's names); unset: all but `deny`."""
+    deny: tuple[str, ...] = ()
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    """Longest wait for one call's answer."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets_here(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key in _SECRET_KEYS:
+                if key in data:
+                    raise ValueError(
+                        f"{key}: a token is never written in config.toml (config files get "
+                        "shared); put it alone in a file readable only by the service (e.g. "
+                        "/etc/appliance/mcp-token, mode 0600) and name it with token_file, or "
+                        "load it as a systemd credential (LoadCredential=NAME:/path in "
+                        "`systemctl edit appliance`) and name it with token_credential"
+                    )
+        return data
+
+    def describe(self) -> str:
+        """One line for `appliance check` (never the token, only where it is)."""
+        if self.command is not None:
+            where = "stdio: " + " ".join(self.command)
+        else:
+            token = (
+                f"token from file {self.token_file}"
+                if self.token_file
+                else f"token from systemd credential {self.token_credential}"
+                if self.token_credential
+                else "no token"
+            )
+            where = f"{self.url} ({token})"
+        tools = f"; only {', '.join(self.allow)}" if self.allow is not None else ""
+        tools += f"; never {', '.join(self.deny)}" if self.deny else ""
+        return f"MCP server {self.name}: {where}{tools}"
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.url is None) == (self.command is None):
+            raise ValueError(f"server {self.name!r}: give either url or command (not both)")
+        if self.command is not None and (self.token_file or self.token_credential):
+            raise ValueError(f"server {self.name!r}: a token goes with url, not command")
+        if self.token_file is not None and self.token_credential is not None:
+            raise ValueError(f"server {self.name!r}: token_file or token_credential, not both")
+        if self.token_file is not None and not self.token_file.is_absolute():
+            raise ValueError(f"server {self.name!r}: token_file must be an absolute path")
+        if self.url is not None and "?" in self.url and "token" in self.url.lower():
+            raise ValueError(
+                f"server {self.name!r}: a token in the url would be logged and shared; use "
+                "token_file or token_credential"
+            )
+        return self
+
+
+class McpConfig(_Section):
+    """`[mcp]`: MCP servers (Home Assistant, ...) whose tools the model may call."""
+
+    servers: tuple[McpServerConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _usable(self) -> McpConfig:
+        names = [server.name for server in self.servers]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"servers: the name {twice[0]!r} is used twice; names are unique")
+        if self.servers:
+            import importlib.util
+
+            if importlib.util.find_spec(MCP_PACKAGE) is None:
+                raise ValueError(
+                    f"servers: the {MCP_PACKAGE!r} package is not installed; install it with "
+                    f"`/opt/appliance/venv/bin/pip install 'appliance[{MCP_PACKAGE}]'` (or "
+                    f"`pip install {MCP_PACKAGE}`), or remove the [[mcp.servers]] entries"
+                )
+        return self
+
+
 class LoggingConfig(_Section):
     """`[logging]`: level and what is logged."""
 
@@ -448,6 +552,7 @@ class Config(_Section):
     cost: CostConfig = CostConfig()
     timers: TimersConfig = TimersConfig()
     control: ControlConfig = ControlConfig()
+    mcp: McpConfig = McpConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
@@ -534,10 +639,14 @@ def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The model class that holds the key at `loc`, for 'did you mean' suggestions."""
     model: type[BaseModel] = Config
     for part in loc[:-1]:
+        if isinstance(part, int):  # an entry of an array of tables ([[mcp.servers]])
+            continue
         field = model.model_fields.get(str(part))
         if field is None:
             return None
         ann = field.annotation
+        if get_args(ann) and isinstance(get_args(ann)[0], type):
+            ann = get_args(ann)[0]  # tuple[Entry, ...]
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             model = ann
         elif model is LedsConfig and part == "states":

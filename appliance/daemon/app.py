@@ -233,6 +233,7 @@ class Appliance:
         self._open_hardware()
         self._open_timers()
         self.toolbox = make_toolbox(cfg, camera_present=self.camera is not None, timers=self.timers)
+        self.toolbox.prepare()
         self.control = ControlServer(
             socket_path(cfg.control, self.env), _ControlHandler(self), group=cfg.control.group
         )
@@ -312,6 +313,7 @@ class Appliance:
         if self.playback is not None:
             await self.playback.stop()
         await self._close_session()
+        await self.toolbox.close()
         if self.mic is not None:
             await self.mic.stop(keep=False)
         if self.control is not None:
@@ -576,6 +578,8 @@ class Appliance:
             task.cancel()
         self._tool_tasks.clear()
         self._followup_expected = False
+        session_tools, self._session_tools = self._session_tools, SessionTools()
+        await session_tools.close()  # e.g. an MCP server's connection
         await self._camera(False)
         if client is None:
             return
@@ -861,6 +865,13 @@ class Appliance:
             if self.camera is not None:
                 await self.camera.close()
             self._open_hardware()
+        if old.mcp != new.mcp:
+            replaced, self.toolbox = (
+                self.toolbox,
+                make_toolbox(new, camera_present=self.camera is not None, timers=self.timers),
+            )
+            await replaced.close()
+            self.toolbox.prepare()
         if old.audio != new.audio:
             log.warning("[audio] changes take effect after `systemctl restart appliance`")
         self.hands_free.reload(new)

@@ -49,7 +49,11 @@ class Tool:
 class ToolSource(Protocol):
     """Somewhere tools come from. `tools()` is called as each conversation opens; it
     should answer quickly (the toolbox bounds the wait) and raise when the source is
-    unreachable: the conversation then goes on without its tools."""
+    unreachable: the conversation then goes on without its tools.
+
+    Optional hooks: `async release()`, called when a conversation ends (an MCP server's
+    connection closes); `prepare()` at service start and `async close()` at its end (a
+    stdio MCP server's process is kept between conversations)."""
 
     name: str
 

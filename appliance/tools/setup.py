@@ -17,12 +17,23 @@ if TYPE_CHECKING:
 def make_toolbox(
     config: Config, *, camera_present: bool, timers: TimerKeeper | None = None
 ) -> Toolbox:
-    """The built-in functions (`look` only with a camera in `on_request` mode), and the
-    timers when they are on."""
+    """The built-in functions (`look` only with a camera in `on_request` mode), the
+    timers when they are on, and each `[[mcp.servers]]` entry."""
     camera_on_request = camera_present and config.camera.mode == "on_request"
     sources: list[ToolSource] = [BuiltinTools(camera_on_request)]
     if timers is not None:
         from appliance.tools.timers import TimerTools
 
         sources.append(TimerTools(timers))
+    sources += _mcp_sources(config)
     return Toolbox(sources)
+
+
+def _mcp_sources(config: Config) -> list[ToolSource]:
+    """MCP servers; the client library is imported (in the background, by the toolbox's
+    `prepare()`) only when there are some."""
+    if not config.mcp.servers:
+        return []
+    from appliance.tools.mcp.source import McpSource
+
+    return [McpSource(server) for server in config.mcp.servers]

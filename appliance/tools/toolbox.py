@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from appliance.tools.base import Tool, ToolContext, ToolSource
@@ -22,8 +22,22 @@ LIST_TIMEOUT_S = 2.0
 class SessionTools:
     """The tools declared to one session, by name."""
 
-    def __init__(self, tools: Mapping[str, Tool] | None = None) -> None:
+    def __init__(
+        self,
+        tools: Mapping[str, Tool] | None = None,
+        releases: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
         self.by_name: dict[str, Tool] = dict(tools or {})
+        self._releases = list(releases)
+
+    async def close(self) -> None:
+        """The conversation ended: sources let go of what they opened for it (an MCP
+        server's connection). Never raises; bounded by each source."""
+        releases, self._releases = self._releases, []
+        results = await asyncio.gather(*(release() for release in releases), return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("closing a tool source failed: %s", result)
 
     def declarations(self) -> list[dict[str, Any]]:
         return [tool.declaration for tool in self.by_name.values()]
@@ -57,6 +71,22 @@ class Toolbox:
         self.list_timeout_s = list_timeout_s
         self._down: set[str] = set()
 
+    def prepare(self) -> None:
+        """At service start: sources that start something slow (a stdio MCP server)
+        begin now, in the background."""
+        for source in self.sources:
+            prepare = getattr(source, "prepare", None)
+            if prepare is not None:
+                prepare()
+
+    async def close(self) -> None:
+        """The service stops, or the toolbox is replaced: sources close what they keep."""
+        closes = [c for c in (getattr(s, "close", None) for s in self.sources) if c]
+        results = await asyncio.gather(*(close() for close in closes), return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("closing a tool source failed: %s", result)
+
     async def open(self) -> SessionTools:
         results = await asyncio.gather(
             *(self._list(source) for source in self.sources), return_exceptions=False
@@ -71,7 +101,8 @@ class Toolbox:
                     )
                     continue
                 tools[name] = tool
-        return SessionTools(tools)
+        releases = [r for r in (getattr(s, "release", None) for s in self.sources) if r]
+        return SessionTools(tools, releases)
 
     async def _list(self, source: ToolSource) -> list[Tool]:
         try:

@@ -39,7 +39,7 @@ def _uncommented(text: str) -> str:
     """The shipped file with every `# key = value` and `# [table]` line switched on."""
     out = []
     for line in text.splitlines():
-        match = re.fullmatch(r"# ([a-z_]+ = .*|\[[a-z_.]+\])", line)
+        match = re.fullmatch(r"# ([a-z_]+ = .*|\[\[?[a-z_.]+\]\]?)", line)
         out.append(match.group(1) if match else line)
     return "\n".join(out)
 
@@ -74,7 +74,7 @@ def test_unknown_section_lists_allowed_sections() -> None:
     ]
     assert errors_of("[speaker]\nvolume = 3") == [
         "/etc/appliance/config.toml: speaker: unknown key; allowed keys: board, live, audio, "
-        "button, leds, camera, behaviour, wake, cost, timers, control, logging"
+        "button, leds, camera, behaviour, wake, cost, timers, control, mcp, logging"
     ]
 
 

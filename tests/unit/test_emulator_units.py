@@ -6,6 +6,7 @@ import argparse
 import base64
 import io
 import itertools
+import json
 import math
 from array import array
 
@@ -142,3 +143,35 @@ def test_cli_options_and_instructions() -> None:
     text = out.getvalue()
     assert "export GOOGLE_GEMINI_BASE_URL=https://127.0.0.1:1" in text
     assert "export SSL_CERT_FILE='/c a.pem'" in text
+
+
+def test_a_function_name_the_service_refuses_closes_1007() -> None:
+    for bad in ("home/HassTurnOn", "1st", "x" * 65, "with space"):
+        frame = json.dumps(
+            {
+                "setup": {
+                    "model": "m",
+                    "tools": [{"functionDeclarations": [{"name": "ok_name"}, {"name": bad}]}],
+                }
+            }
+        )
+        with pytest.raises(p.ProtocolError) as caught:
+            p.parse_setup(p.load(frame))
+        assert caught.value.code == 1007 and repr(bad) in caught.value.reason
+    good = json.dumps(
+        {
+            "setup": {
+                "model": "m",
+                "tools": [
+                    {
+                        "functionDeclarations": [
+                            {"name": "home_HassTurnOn"},
+                            {"name": "_a.b:c-d"},
+                            {"name": "x" * 64},
+                        ]
+                    }
+                ],
+            }
+        }
+    )
+    assert len(p.parse_setup(p.load(good)).function_names) == 3

@@ -29,6 +29,12 @@ _OPAQUE_KEYS = frozenset(
     {"args", "response", "parameters", "parameters_json_schema", "response_json_schema"}
 )
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])([A-Z])")
+_FUNCTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
+INVALID_FUNCTION_NAME = (
+    "Must start with a letter or an underscore. Must be alphameric "
+    "(a-z, A-Z, 0-9), underscores (_), dots (.), colons (:) or dashes (-), with a maximum "
+    "length of 64."
+)
 
 
 class ProtocolError(Exception):
@@ -193,9 +199,15 @@ def parse_setup(message: dict[str, Any]) -> Setup:
     resumption = setup.get("session_resumption")
     handle = resumption.get("handle") if isinstance(resumption, dict) else None
     names: list[str] = []
-    for tool in setup.get("tools") or ():
-        for decl in (tool or {}).get("function_declarations") or ():
+    for t, tool in enumerate(setup.get("tools") or ()):
+        for d, decl in enumerate((tool or {}).get("function_declarations") or ()):
             if isinstance(decl, dict) and decl.get("name"):
+                if not _FUNCTION_NAME_RE.match(str(decl["name"])):
+                    raise ProtocolError(
+                        CLOSE_INVALID,
+                        f"Invalid function name {decl['name']!r} (tools[{t}]."
+                        f"function_declarations[{d}]). {INVALID_FUNCTION_NAME}",
+                    )
                 names.append(str(decl["name"]))
     return Setup(
         model=model,
