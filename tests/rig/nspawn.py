@@ -172,9 +172,9 @@ def _prune(prefix: str, keep: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def build_project_wheel(dest: Path) -> Path:
-    """A wheel of the working tree as it is now (seconds)."""
-    _pip_wheel(dest, REPO, "--no-deps")
+def build_project_wheel(dest: Path, source: Path = REPO) -> Path:
+    """A wheel of the working tree (or of a copy of it) as it is now (seconds)."""
+    _pip_wheel(dest, source, "--no-deps")
     (wheel,) = dest.glob("appliance-*.whl")
     return wheel
 

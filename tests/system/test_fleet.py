@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from tests.rig import nspawn
+from tests.rig import fifo_mic, nspawn
 from tests.rig.nspawn import Container
 
 pytestmark = [pytest.mark.fleet, pytest.mark.timeout(900)]
@@ -49,6 +49,8 @@ NEW_KEY = "AIzaSyTESTKEY-fleet-rotated-9876543210zyx"
 VAULT_PASSWORD = "fleet-test-vault-password"
 APPLIANCE = "/opt/appliance/venv/bin/appliance"
 HOST = "speaker1"
+MIC_FIFO = "/srv/rig/mic.fifo"
+FEEDER = "/usr/local/lib/appliance-test/fifo_mic.py"
 RECAP = re.compile(rf"^{HOST}\s*:\s*(.*)$", re.MULTILINE)
 
 
@@ -79,6 +81,8 @@ class Fleet:
     box: Container
     work: Path
     port: int
+    wheel: str | None = None
+    """The appliance_wheel the hosts get; None: the role builds one from the checkout."""
     runs: list[Run] = field(default_factory=list)
 
     def inventory(self, config: dict[str, Any], key: str = KEY) -> None:
@@ -94,6 +98,7 @@ class Fleet:
             "appliance_pip_find_links": ["/mnt/wheels"],
             "appliance_pip_no_index": True,
             "appliance_config": config,
+            **({"appliance_wheel": self.wheel} if self.wheel else {}),
         }
         hosts = {"appliances": {"hosts": {HOST: host}}}
         (inventory / "group_vars" / "appliances").mkdir(parents=True, exist_ok=True)
@@ -163,10 +168,32 @@ def stat(box: Container, path: str) -> str:
 
 CONFIG: dict[str, Any] = {
     "live": {"voice": "Puck", "language": "en-GB", "proactive_audio": None},
-    "audio": {"volume": 55, "earcons": ["wake", "done"]},
+    "audio": {
+        "capture_device": "rigmic",
+        "playback_device": "rigspk",
+        "volume": 55,
+        "earcons": ["wake", "done"],
+    },
     "leds": {"states": {"idle": {"pattern": "off"}}},
     "behaviour": {"conversation_timeout_s": 12.5, "tools": False},
 }
+
+
+def sound_card(box: Container) -> None:
+    """The container has none: alsa-lib devices system-wide (/etc/asound.conf), a
+    microphone paced by the rig's FIFO feeder and a speaker into /dev/null, which the
+    host's variables then name (the unit file stays as shipped)."""
+    box.run("install", "-d", "-m", "0755", "/srv/rig")
+    box.run("mkfifo", "-m", "0644", MIC_FIFO)
+    box.write(
+        "/etc/asound.conf",
+        f'pcm.rigmic {{ type file slave.pcm "null" file "/dev/null" infile "{MIC_FIFO}" '
+        'format "raw" }\n'
+        'pcm.rigspk { type file slave.pcm "null" file "/dev/null" format "raw" }\n',
+    )
+    box.write(FEEDER, Path(fifo_mic.__file__).read_text())
+    box.run("systemd-run", "--unit=rig-mic", "--quiet", "/usr/bin/python3", FEEDER, MIC_FIFO,
+            "/srv/rig/speech.raw")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +230,7 @@ def fleet() -> Iterator[Fleet]:
                 f"Port {port}\nListenAddress 127.0.0.1\nPasswordAuthentication no\n",
             )
             box.run("systemctl", "start", "ssh")
+            sound_card(box)
             yield Fleet(box, work, port)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -227,7 +255,7 @@ def test_first_run_installs_like_install_sh(fleet: Fleet) -> None:
     status = json.loads(
         box.run("runuser", "-u", "fleet", "--", APPLIANCE, "status", "--json").stdout
     )
-    assert status["state"] == "idle", status
+    assert status["state"] == "idle", status  # the devices the host's variables name: open
     # Files, owners, modes: as install.sh leaves them.
     assert stat(box, "/etc/appliance") == "755 root:root"
     assert stat(box, "/etc/appliance/config.toml") == "640 root:appliance"
@@ -270,10 +298,10 @@ def test_second_run_changes_nothing(fleet: Fleet) -> None:
 
 def test_a_changed_variable_or_key_restarts_once(fleet: Fleet) -> None:
     pid = fleet.main_pid()
-    fleet.inventory({**CONFIG, "audio": {"volume": 70}}, key=NEW_KEY)
+    fleet.inventory({**CONFIG, "audio": {**CONFIG["audio"], "volume": 70}}, key=NEW_KEY)
     run = fleet.play()
     assert run.returncode == 0, run.output
-    assert run.recap["changed"] == 2, run.output  # config.toml and the key
+    assert run.recap["changed"] == 3, run.output  # config.toml, the key, one restart
     assert fleet.main_pid() != pid, "not restarted after a change"
     assert show(fleet.box, "ActiveState", "NRestarts") == {
         "ActiveState": "active",
@@ -286,10 +314,34 @@ def test_a_changed_variable_or_key_restarts_once(fleet: Fleet) -> None:
     assert again.recap["changed"] == 0, again.output
 
 
+def test_a_new_version_of_the_package_is_installed_and_restarts_once(fleet: Fleet) -> None:
+    """An update: a wheel whose code differs (given as `appliance_wheel`) replaces the
+    installed package although its version number is the same."""
+    pid = fleet.main_pid()
+    source = fleet.work / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(nspawn.REPO / name, source)
+    shutil.copytree(nspawn.REPO / "appliance", source / "appliance")
+    marker = "# fleet test: a new build of the same version"
+    with open(source / "appliance" / "__init__.py", "a") as f:
+        f.write(f"\n{marker}\n")
+    fleet.wheel = str(nspawn.build_project_wheel(source / "dist", source))
+    fleet.inventory({**CONFIG, "audio": {**CONFIG["audio"], "volume": 70}}, key=NEW_KEY)
+    run = fleet.play()
+    assert run.returncode == 0, run.output
+    # The wheel copied, installed, remembered; one restart.
+    assert run.recap["changed"] == 4, run.output
+    assert fleet.main_pid() != pid, "not restarted after an update"
+    init = "/opt/appliance/venv/lib/python3.11/site-packages/appliance/__init__.py"
+    assert marker in fleet.box.read_bytes(init).decode()
+    assert fleet.play().recap["changed"] == 0
+
+
 def test_a_bad_value_fails_the_play_with_the_configs_own_error(fleet: Fleet) -> None:
     pid = fleet.main_pid()
     before = fleet.box.read_bytes("/etc/appliance/config.toml")
-    fleet.inventory({**CONFIG, "audio": {"volume": 150}}, key=NEW_KEY)
+    fleet.inventory({**CONFIG, "audio": {**CONFIG["audio"], "volume": 150}}, key=NEW_KEY)
     run = fleet.play()
     assert run.returncode != 0
     assert run.recap["failed"] == 1, run.output
