@@ -109,7 +109,7 @@ class Fleet:
                 str(self.work / "vault-password"), str(vault))  # fmt: skip
         assert vault.read_text().startswith("$ANSIBLE_VAULT;"), "the vault file is not encrypted"
 
-    def play(self) -> Run:
+    def play(self, *options: str) -> Run:
         start = time.monotonic()
         result = ansible(
             self.work,
@@ -119,6 +119,7 @@ class Fleet:
             "--vault-password-file",
             str(self.work / "vault-password"),
             "--diff",
+            *options,
             str(ANSIBLE_DIR / "site.yml"),
             check=False,
         )
@@ -294,6 +295,10 @@ def test_second_run_changes_nothing(fleet: Fleet) -> None:
     assert run.returncode == 0, run.output
     assert run.recap["changed"] == 0 and run.recap["failed"] == 0, run.output
     assert fleet.main_pid() == pid, "restarted although nothing changed"
+    # --check --diff, the preview of a run: nothing to do either.
+    preview = fleet.play("--check")
+    assert preview.returncode == 0, preview.output
+    assert preview.recap["changed"] == 0, preview.output
 
 
 def test_a_changed_variable_or_key_restarts_once(fleet: Fleet) -> None:
@@ -342,6 +347,11 @@ def test_a_bad_value_fails_the_play_with_the_configs_own_error(fleet: Fleet) -> 
     pid = fleet.main_pid()
     before = fleet.box.read_bytes("/etc/appliance/config.toml")
     fleet.inventory({**CONFIG, "audio": {**CONFIG["audio"], "volume": 150}}, key=NEW_KEY)
+    # The preview shows the change to come and the restart it would cause (it checks the
+    # value only when it writes it).
+    preview = fleet.play("--check")
+    assert preview.returncode == 0 and preview.recap["changed"] == 2, preview.output
+    assert "+volume = 150" in preview.output
     run = fleet.play()
     assert run.returncode != 0
     assert run.recap["failed"] == 1, run.output
