@@ -11,11 +11,13 @@ comes from a vault-encrypted vars file made here with a test password.
 Checked: the same result as deploy/install.sh (service active after READY=1, `appliance
 status` answers the operator, config and key with their owners and modes, Debian's numpy,
 cryptography and systemd used from the system site packages); a second run changes
-nothing and restarts nothing; a changed variable or key restarts once; a bad value fails
-the play with appliance's own message and leaves the device as it was; the key is in no
-output and no journal line.
+nothing and restarts nothing, and so does its `--check` preview; a changed variable or
+key, or a new build of the package, restarts once; a bad value fails the play with
+appliance's own message and leaves the device as it was; the key is in no output (run
+with --diff) and no journal line; ansible-lint's production profile passes.
 
-Slow (a minute or two): marker `fleet`, left out of the default run. Run with
+Slow (about 10 minutes on a loaded 2-core VM, 10 plays): marker `fleet`, left out of the
+default run. Run with
     .venv/bin/pip install -e '.[fleet]' && sudo .venv/bin/python -m pytest -m fleet
 """
 
