@@ -2,8 +2,11 @@
 booted Debian 12 (systemd-nspawn), as to a Pi on the network.
 
 The container is a variant of the system tests' root with openssh-server and sudo, and
-the role's apt packages already installed (the container has no internet: the role's
-apt step finds them there, as install.sh's does in the other system tests). It logs in
+the role's apt packages already installed (its apt step finds them there, as install.sh's
+does in the other system tests). Of the Raspberry Pi OS packages, Debian has
+python3-spidev: the first run installs it from the Debian mirror (apt-get update and
+install, as install.sh would), the one step that needs the mirror after the root is
+built. It logs in
 as an ordinary user `fleet` that has sudo, as `pi` would, and installs from the rig's
 wheel directory (`appliance_pip_find_links`, `appliance_pip_no_index`). The API key
 comes from a vault-encrypted vars file made here with a test password.
