@@ -28,7 +28,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -82,10 +82,15 @@ def _locked(name: str) -> Iterator[None]:
         yield
 
 
-def ensure_rootfs() -> Path:
-    """The cached Debian 12 root, built by debootstrap on first use (about a minute)."""
-    packages = rootfs_packages()
-    root = CACHE / f"rootfs-{SUITE}-{_key(RIG_VERSION, SUITE, *packages)}"
+def ensure_rootfs(variant: str = "", extra_packages: Sequence[str] = ()) -> Path:
+    """The cached Debian 12 root, built by debootstrap on first use (about a minute).
+
+    A `variant` adds `extra_packages` (e.g. openssh-server for the fleet test) in a root
+    of its own, cached beside the default one: what other tests boot stays the same.
+    """
+    packages = tuple(sorted(set(rootfs_packages()) | set(extra_packages)))
+    kind = f"rootfs-{SUITE}-{variant}-" if variant else f"rootfs-{SUITE}-"
+    root = CACHE / f"{kind}{_key(RIG_VERSION, SUITE, *packages)}"
     if (root / ".complete").exists():
         return root
     with _locked(root.name):
@@ -102,17 +107,17 @@ def ensure_rootfs() -> Path:
                     str(build),
                 ],
                 check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stdout=subprocess.PIPE,  # debootstrap says what failed on stdout
+                stderr=subprocess.STDOUT,
                 text=True,
             )
             _prepare(build)
             (build / ".complete").write_text(" ".join(packages) + "\n")
             shutil.rmtree(root, ignore_errors=True)
             build.rename(root)
-            _prune(f"rootfs-{SUITE}-", keep=root)
+            _prune(kind, keep=root)
         except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"debootstrap failed:\n{exc.stderr[-3000:]}") from None
+            raise RuntimeError(f"debootstrap failed:\n{exc.stdout[-3000:]}") from None
         finally:
             shutil.rmtree(build, ignore_errors=True)
     return root
@@ -132,6 +137,9 @@ def _prepare(root: Path) -> None:
         link = wants / name
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
+    # The container shares the host's network: a server in it must not take the host's
+    # port at boot. A test starts it on a port of its own (openssh-server's ssh.service).
+    (wants / "multi-user.target.wants/ssh.service").unlink(missing_ok=True)
 
 
 def ensure_wheels() -> Path:
@@ -153,15 +161,20 @@ def ensure_wheels() -> Path:
 
 
 def _prune(prefix: str, keep: Path) -> None:
-    """Drop cache entries of older keys, so a CI machine's disk does not fill up."""
+    """Drop cache entries of older keys, so a CI machine's disk does not fill up.
+
+    Only `prefix` + key: a variant's entries (`rootfs-bookworm-ssh-...`) are not the
+    default's old ones, and builds in progress (`...build-...`) are left alone.
+    """
+    entry = re.compile(re.escape(prefix) + r"[0-9a-f]{16}")
     for old in CACHE.glob(f"{prefix}*"):
-        if old != keep and old.is_dir() and ".build-" not in old.name:
+        if old != keep and old.is_dir() and entry.fullmatch(old.name):
             shutil.rmtree(old, ignore_errors=True)
 
 
-def build_project_wheel(dest: Path) -> Path:
-    """A wheel of the working tree as it is now (seconds)."""
-    _pip_wheel(dest, REPO, "--no-deps")
+def build_project_wheel(dest: Path, source: Path = REPO) -> Path:
+    """A wheel of the working tree (or of a copy of it) as it is now (seconds)."""
+    _pip_wheel(dest, source, "--no-deps")
     (wheel,) = dest.glob("appliance-*.whl")
     return wheel
 
@@ -187,11 +200,13 @@ class Container:
         root: Path,
         binds: Mapping[Path | str, str] | None = None,
         boot_timeout_s: float = 90.0,
+        name: str = "appliance-test",
     ) -> None:
         self.root = root
         self.binds = dict(binds or {})
         self.boot_timeout_s = boot_timeout_s
-        self.name = f"appliance-test-{os.getpid()}"
+        self.name = f"{name}-{os.getpid()}"
+        """The machine name, also the container's host name (distinct per test kind)."""
         self.pid1: int | None = None
         self._nspawn: subprocess.Popen[bytes] | None = None
         self._console = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the container)
