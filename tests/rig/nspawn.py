@@ -28,14 +28,23 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("APPLIANCE_TEST_CACHE", "/var/cache/appliance-tests"))
 SUITE = "bookworm"
-BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv")
+BASE_PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "python3-venv",
+    "python3-cffi-backend",
+)
+"""python3-cffi-backend: install.sh's python3-cryptography needs it through a virtual
+package, which debootstrap's resolver does not follow (apt-get does)."""
 RIG_VERSION = "1"
 """Bump to force a rebuild of cached roots when the way they are made changes."""
 
@@ -82,10 +91,51 @@ def _locked(name: str) -> Iterator[None]:
         yield
 
 
-def ensure_rootfs() -> Path:
-    """The cached Debian 12 root, built by debootstrap on first use (about a minute)."""
-    packages = rootfs_packages()
-    root = CACHE / f"rootfs-{SUITE}-{_key(RIG_VERSION, SUITE, *packages)}"
+def host_arch() -> str:
+    """This machine's Debian architecture name (amd64, arm64, armhf)."""
+    return subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def missing_emulation(arch: str) -> str | None:
+    """Why a root of Debian architecture `arch` cannot run here, or None when it can.
+
+    A foreign root runs under qemu-user through binfmt_misc: the handler must be
+    registered with the F flag (qemu-user-static does so) so that the interpreter is
+    found from inside the container, where the host's /usr/libexec is not visible.
+    """
+    if arch == host_arch():
+        return None
+    qemu = {"arm64": "aarch64", "armhf": "arm", "armel": "arm"}.get(arch, arch)
+    handler = Path(f"/proc/sys/fs/binfmt_misc/qemu-{qemu}")
+    if not handler.exists():
+        return (
+            f"no binfmt_misc handler for {arch}: apt-get install qemu-user-static "
+            f"binfmt-support, then update-binfmts --enable qemu-{qemu}"
+        )
+    text = handler.read_text()
+    if not text.startswith("enabled") or "F" not in text.split("flags:", 1)[-1].split()[0]:
+        return f"{handler} is disabled or lacks the F flag: update-binfmts --enable qemu-{qemu}"
+    return None
+
+
+def ensure_rootfs(
+    variant: str = "", extra_packages: Sequence[str] = (), arch: str | None = None
+) -> Path:
+    """The cached Debian 12 root, built by debootstrap on first use (about a minute).
+
+    A `variant` adds `extra_packages` (e.g. openssh-server for the fleet test) in a root
+    of its own, cached beside the default one: what other tests boot stays the same.
+    `arch` is a Debian architecture (arm64, armhf): a foreign one is built and booted
+    under qemu-user (see `missing_emulation`), in many minutes, as a root of its own.
+    """
+    packages = tuple(sorted(set(rootfs_packages()) | set(extra_packages)))
+    foreign = arch is not None and arch != host_arch()
+    if foreign:
+        variant = f"{variant}-{arch}" if variant else str(arch)
+    kind = f"rootfs-{SUITE}-{variant}-" if variant else f"rootfs-{SUITE}-"
+    root = CACHE / f"{kind}{_key(RIG_VERSION, SUITE, *packages, *([str(arch)] if foreign else []))}"
     if (root / ".complete").exists():
         return root
     with _locked(root.name):
@@ -97,22 +147,23 @@ def ensure_rootfs() -> Path:
                 [
                     "debootstrap",
                     "--variant=minbase",
+                    *([f"--arch={arch}"] if foreign else []),
                     f"--include={','.join(packages)}",
                     SUITE,
                     str(build),
                 ],
                 check=True,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                stdout=subprocess.PIPE,  # debootstrap says what failed on stdout
+                stderr=subprocess.STDOUT,
                 text=True,
             )
             _prepare(build)
             (build / ".complete").write_text(" ".join(packages) + "\n")
             shutil.rmtree(root, ignore_errors=True)
             build.rename(root)
-            _prune(f"rootfs-{SUITE}-", keep=root)
+            _prune(kind, keep=root)
         except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"debootstrap failed:\n{exc.stderr[-3000:]}") from None
+            raise RuntimeError(f"debootstrap failed:\n{exc.stdout[-3000:]}") from None
         finally:
             shutil.rmtree(build, ignore_errors=True)
     return root
@@ -132,6 +183,9 @@ def _prepare(root: Path) -> None:
         link = wants / name
         link.unlink(missing_ok=True)
         link.symlink_to("/dev/null")
+    # The container shares the host's network: a server in it must not take the host's
+    # port at boot. A test starts it on a port of its own (openssh-server's ssh.service).
+    (wants / "multi-user.target.wants/ssh.service").unlink(missing_ok=True)
 
 
 def ensure_wheels() -> Path:
@@ -153,9 +207,14 @@ def ensure_wheels() -> Path:
 
 
 def _prune(prefix: str, keep: Path) -> None:
-    """Drop cache entries of older keys, so a CI machine's disk does not fill up."""
+    """Drop cache entries of older keys, so a CI machine's disk does not fill up.
+
+    Only `prefix` + key: a variant's entries (`rootfs-bookworm-ssh-...`) are not the
+    default's old ones, and builds in progress (`...build-...`) are left alone.
+    """
+    entry = re.compile(re.escape(prefix) + r"[0-9a-f]{16}")
     for old in CACHE.glob(f"{prefix}*"):
-        if old != keep and old.is_dir() and ".build-" not in old.name:
+        if old != keep and old.is_dir() and entry.fullmatch(old.name):
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -187,11 +246,13 @@ class Container:
         root: Path,
         binds: Mapping[Path | str, str] | None = None,
         boot_timeout_s: float = 90.0,
+        name: str = "appliance-test",
     ) -> None:
         self.root = root
         self.binds = dict(binds or {})
         self.boot_timeout_s = boot_timeout_s
-        self.name = f"appliance-test-{os.getpid()}"
+        self.name = f"{name}-{os.getpid()}"
+        """The machine name, also the container's host name (distinct per test kind)."""
         self.pid1: int | None = None
         self._nspawn: subprocess.Popen[bytes] | None = None
         self._console = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the container)
@@ -338,11 +399,15 @@ class Container:
 
 
 def _runs_systemd(pid: int) -> bool:
-    """True once the container's first process has exec'd systemd (not nspawn's stub)."""
+    """True once the container's first process has exec'd systemd (not nspawn's stub).
+
+    In a foreign root the process's executable is qemu (binfmt_misc), running systemd.
+    """
     try:
-        return os.readlink(f"/proc/{pid}/exe").endswith("/systemd")
+        exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return False
+    return exe.endswith("/systemd") or "qemu-" in exe.rsplit("/", 1)[-1]
 
 
 def _find_pid1(nspawn_pid: int) -> int | None:
