@@ -386,7 +386,7 @@ class Container:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Power off (SIGTERM to nspawn asks PID 1 for a clean shutdown), then make sure."""
-        proc, self._nspawn, self.pid1 = self._nspawn, None, None
+        proc, self._nspawn, pid1, self.pid1 = self._nspawn, None, self.pid1, None
         if proc is None:
             return
         if proc.poll() is None:
@@ -396,6 +396,11 @@ class Container:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+        # nspawn killed, its container's init may live on (seen under qemu-user: systemd
+        # did not power off when nspawn asked it to): killing it ends the container.
+        if pid1 is not None and _runs_systemd(pid1):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid1, signal.SIGKILL)
 
 
 def _runs_systemd(pid: int) -> bool:
