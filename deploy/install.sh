@@ -11,7 +11,7 @@
 #   --no-start      install and enable, but do not (re)start the service
 #   --no-apt        do not install apt packages (they must already be there)
 #   --remove-build-packages   afterwards, purge the compilers and headers this run installed
-#                   (about 200 MB; an update that needs them installs them again)
+#                   (an update that needs them installs them again)
 # numpy, cryptography and systemd-python come from apt (the venv sees them through
 # --system-site-packages), so pip compiles only pyalsaaudio (and, on 32-bit ARM,
 # pymicro-features). Not for armv6 boards (Pi Zero W, Pi 1): see the check below.
