@@ -34,6 +34,7 @@ periods into such frames; it is used by one thread (the event loop) only.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,9 +55,15 @@ class MicroVadDetector:
         from pymicro_vad import MicroVad
 
         self._vad = MicroVad()
+        # 2.x names it process_10ms; 1.0.x (the last with 32-bit ARM wheels, which
+        # deploy/install.sh picks there) Process10ms: same model, same numbers.
+        process: Callable[[bytes], float] | None = getattr(self._vad, "process_10ms", None)
+        self._process = process or self._vad.Process10ms  # type: ignore[attr-defined]
 
     def probability(self, frame: bytes) -> float:
-        return float(self._vad.process_10ms(frame))
+        if len(frame) != FRAME_BYTES:  # 2.x says so itself; 1.0.x does not check
+            raise ValueError(f"pymicro-vad takes {FRAME_BYTES} bytes (10 ms), not {len(frame)}")
+        return float(self._process(frame))
 
 
 @dataclass(slots=True)

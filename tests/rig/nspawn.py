@@ -35,7 +35,16 @@ from types import TracebackType
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("APPLIANCE_TEST_CACHE", "/var/cache/appliance-tests"))
 SUITE = "bookworm"
-BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv")
+BASE_PACKAGES = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "python3",
+    "python3-venv",
+    "python3-cffi-backend",
+)
+"""python3-cffi-backend: install.sh's python3-cryptography needs it through a virtual
+package, which debootstrap's resolver does not follow (apt-get does)."""
 RIG_VERSION = "1"
 """Bump to force a rebuild of cached roots when the way they are made changes."""
 
@@ -82,15 +91,51 @@ def _locked(name: str) -> Iterator[None]:
         yield
 
 
-def ensure_rootfs(variant: str = "", extra_packages: Sequence[str] = ()) -> Path:
+def host_arch() -> str:
+    """This machine's Debian architecture name (amd64, arm64, armhf)."""
+    return subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def missing_emulation(arch: str) -> str | None:
+    """Why a root of Debian architecture `arch` cannot run here, or None when it can.
+
+    A foreign root runs under qemu-user through binfmt_misc: the handler must be
+    registered with the F flag (qemu-user-static does so) so that the interpreter is
+    found from inside the container, where the host's /usr/libexec is not visible.
+    """
+    if arch == host_arch():
+        return None
+    qemu = {"arm64": "aarch64", "armhf": "arm", "armel": "arm"}.get(arch, arch)
+    handler = Path(f"/proc/sys/fs/binfmt_misc/qemu-{qemu}")
+    if not handler.exists():
+        return (
+            f"no binfmt_misc handler for {arch}: apt-get install qemu-user-static "
+            f"binfmt-support, then update-binfmts --enable qemu-{qemu}"
+        )
+    text = handler.read_text()
+    if not text.startswith("enabled") or "F" not in text.split("flags:", 1)[-1].split()[0]:
+        return f"{handler} is disabled or lacks the F flag: update-binfmts --enable qemu-{qemu}"
+    return None
+
+
+def ensure_rootfs(
+    variant: str = "", extra_packages: Sequence[str] = (), arch: str | None = None
+) -> Path:
     """The cached Debian 12 root, built by debootstrap on first use (about a minute).
 
     A `variant` adds `extra_packages` (e.g. openssh-server for the fleet test) in a root
     of its own, cached beside the default one: what other tests boot stays the same.
+    `arch` is a Debian architecture (arm64, armhf): a foreign one is built and booted
+    under qemu-user (see `missing_emulation`), in many minutes, as a root of its own.
     """
     packages = tuple(sorted(set(rootfs_packages()) | set(extra_packages)))
+    foreign = arch is not None and arch != host_arch()
+    if foreign:
+        variant = f"{variant}-{arch}" if variant else str(arch)
     kind = f"rootfs-{SUITE}-{variant}-" if variant else f"rootfs-{SUITE}-"
-    root = CACHE / f"{kind}{_key(RIG_VERSION, SUITE, *packages)}"
+    root = CACHE / f"{kind}{_key(RIG_VERSION, SUITE, *packages, *([str(arch)] if foreign else []))}"
     if (root / ".complete").exists():
         return root
     with _locked(root.name):
@@ -102,6 +147,7 @@ def ensure_rootfs(variant: str = "", extra_packages: Sequence[str] = ()) -> Path
                 [
                     "debootstrap",
                     "--variant=minbase",
+                    *([f"--arch={arch}"] if foreign else []),
                     f"--include={','.join(packages)}",
                     SUITE,
                     str(build),
@@ -340,7 +386,7 @@ class Container:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Power off (SIGTERM to nspawn asks PID 1 for a clean shutdown), then make sure."""
-        proc, self._nspawn, self.pid1 = self._nspawn, None, None
+        proc, self._nspawn, pid1, self.pid1 = self._nspawn, None, self.pid1, None
         if proc is None:
             return
         if proc.poll() is None:
@@ -350,14 +396,23 @@ class Container:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
+        # nspawn killed, its container's init may live on (seen under qemu-user: systemd
+        # did not power off when nspawn asked it to): killing it ends the container.
+        if pid1 is not None and _runs_systemd(pid1):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid1, signal.SIGKILL)
 
 
 def _runs_systemd(pid: int) -> bool:
-    """True once the container's first process has exec'd systemd (not nspawn's stub)."""
+    """True once the container's first process has exec'd systemd (not nspawn's stub).
+
+    In a foreign root the process's executable is qemu (binfmt_misc), running systemd.
+    """
     try:
-        return os.readlink(f"/proc/{pid}/exe").endswith("/systemd")
+        exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return False
+    return exe.endswith("/systemd") or "qemu-" in exe.rsplit("/", 1)[-1]
 
 
 def _find_pid1(nspawn_pid: int) -> int | None:

@@ -12,6 +12,16 @@ import pytest
 from tests.rig import nspawn
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under qemu-user take many minutes and go online: only when `-m` names qemu."""
+    if "qemu" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="slow, under qemu-user: run with -m qemu (see README)")
+    for item in items:
+        if item.get_closest_marker("qemu") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="module")
 def box() -> Iterator[nspawn.Container]:
     """A booted container with the cached wheels, a fresh project wheel and the checkout."""
