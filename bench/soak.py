@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import faulthandler
 import os
 import random
 import re
@@ -205,6 +206,8 @@ async def soak(
     check_every: int = 50,
     max_s: float | None = None,
     progress: Callable[[str], None] | None = None,
+    on_check: Callable[[SoakResult], None] | None = None,
+    frozen_s: float | None = None,
 ) -> SoakResult:
     """Run the soak; the result says what happened (the caller judges it)."""
     from tests.rig.appliance import call, control, running_appliance, speech_48k
@@ -260,6 +263,9 @@ async def soak(
             if n % check_every == 0 or n == turns:
                 result.samples.append(sample(n))
                 privacy.check(result)
+                result.seconds = time.monotonic() - started
+                if on_check is not None:
+                    on_check(result)
                 if progress is not None:
                     s = result.samples[-1]
                     progress(
@@ -267,6 +273,8 @@ async def soak(
                         f" threads {s.threads}/{s.native_threads},"
                         f" {time.monotonic() - started:.0f} s"
                     )
+        if frozen_s is not None:
+            faulthandler.cancel_dump_traceback_later()
         # After the last turn: give any in-flight audio time to arrive, then check it all.
         await asyncio.sleep(1.2)
         privacy.check(result)
@@ -300,13 +308,15 @@ async def one_turn(r: Running, jack: JackAudio, voice: Any, spoken: bool) -> str
                     stopped = True
 
 
-def report(result: SoakResult, seed: int, fault_rate: float) -> str:
+def report(result: SoakResult, seed: int, fault_rate: float, *, partial: bool = False) -> str:
+    """The figures as markdown (`partial`: written at each check, in case the run dies)."""
     first, warm, last = result.samples[0], result.warm, result.samples[-1]
     per_min = result.turns / (result.seconds / 60) if result.seconds else 0.0
     faulted = sum(result.faults.values())
     lines = [
         "# Soak: the daemon for many short turns with Live faults at random",
         "",
+        *(["**Partial: written during the run, at its last check.**", ""] if partial else []),
         f"Command: `.venv/bin/python bench/soak.py --turns {result.turns} --seed {seed}"
         f" --fault-rate {fault_rate:g}` (bench/soak.py; the daemon in-process on the JACK",
         "dummy rig, the TLS Live emulator, the real google-genai SDK; short replies, short",
@@ -378,6 +388,10 @@ async def main_async(args: argparse.Namespace) -> SoakResult:
                 fault_rate=args.fault_rate,
                 check_every=args.check_every,
                 max_s=args.max_minutes * 60 if args.max_minutes else None,
+                on_check=lambda result: args.out.write_text(
+                    report(result, args.seed, args.fault_rate, partial=True)
+                ),
+                frozen_s=TURN_BOUND_S * 2,
                 progress=lambda line: print(line, flush=True),
             )
 
