@@ -28,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,9 @@ if TYPE_CHECKING:  # tests.rig imports numpy and the JACK rig: at run time, lazi
     from tests.rig.appliance import Running
     from tests.rig.jack import JackAudio
 
+RECORDS_KEPT = 4000
+"""The emulator's records kept (it shares the process: unbounded, spoken turns' audio
+would show as daemon RSS growth). Checks come often enough that none is dropped unseen."""
 RESTING = frozenset({"idle", "error"})
 """Where every turn must end (error: after a fatal fault, until the next ask)."""
 TURN_BOUND_S = 25.0
@@ -150,6 +154,8 @@ class SoakResult:
     stuck: list[str] = field(default_factory=list)
     seconds: float = 0.0
     slowest_turn_s: float = 0.0
+    grown: list[str] = field(default_factory=list)
+    """With `trace_memory`: where Python memory grew from warm-up to the end, biggest first."""
     out_of_time: bool = False
     """The run stopped at its time budget (`--max-minutes`) before all its turns."""
 
@@ -157,6 +163,20 @@ class SoakResult:
     def warm(self) -> Sample:
         """The sample after warm-up (the second one: imports and first sessions done)."""
         return self.samples[1] if len(self.samples) > 2 else self.samples[0]
+
+
+def memory_growth(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> list[str]:
+    """The biggest growths by the first frame outside the standard library."""
+    lines = []
+    for stat in after.compare_to(before, "traceback")[:200]:
+        if stat.size_diff < 64 * 1024:
+            continue
+        frames = [f for f in stat.traceback if "/python3." not in f.filename] or list(
+            stat.traceback
+        )
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in frames[:3])
+        lines.append(f"{stat.size_diff / 1024:+.0f} KiB ({stat.count_diff:+d} blocks) {where}")
+    return lines[:15]
 
 
 class PrivacyCheck:
@@ -208,6 +228,7 @@ async def soak(
     progress: Callable[[str], None] | None = None,
     on_check: Callable[[SoakResult], None] | None = None,
     frozen_s: float | None = None,
+    trace_memory: bool = False,
 ) -> SoakResult:
     """Run the soak; the result says what happened (the caller judges it)."""
     from tests.rig.appliance import call, control, running_appliance, speech_48k
@@ -261,6 +282,9 @@ async def soak(
             result.typed += not spoken
             result.ended[end] += 1
             if n % check_every == 0 or n == turns:
+                if trace_memory and len(result.samples) == 1:  # from the warm-up on
+                    tracemalloc.start(8)
+                    traced = tracemalloc.take_snapshot()
                 result.samples.append(sample(n))
                 privacy.check(result)
                 result.seconds = time.monotonic() - started
@@ -275,6 +299,9 @@ async def soak(
                     )
         if frozen_s is not None:
             faulthandler.cancel_dump_traceback_later()
+        if trace_memory and tracemalloc.is_tracing():
+            result.grown = memory_growth(traced, tracemalloc.take_snapshot())
+            tracemalloc.stop()
         # After the last turn: give any in-flight audio time to arrive, then check it all.
         await asyncio.sleep(1.2)
         privacy.check(result)
@@ -308,7 +335,7 @@ async def one_turn(r: Running, jack: JackAudio, voice: Any, spoken: bool) -> str
                     stopped = True
 
 
-def report(result: SoakResult, seed: int, fault_rate: float, *, partial: bool = False) -> str:
+def report(result: SoakResult, command: str, *, partial: bool = False) -> str:
     """The figures as markdown (`partial`: written at each check, in case the run dies)."""
     first, warm, last = result.samples[0], result.warm, result.samples[-1]
     per_min = result.turns / (result.seconds / 60) if result.seconds else 0.0
@@ -317,8 +344,7 @@ def report(result: SoakResult, seed: int, fault_rate: float, *, partial: bool = 
         "# Soak: the daemon for many short turns with Live faults at random",
         "",
         *(["**Partial: written during the run, at its last check.**", ""] if partial else []),
-        f"Command: `.venv/bin/python bench/soak.py --turns {result.turns} --seed {seed}"
-        f" --fault-rate {fault_rate:g}` (bench/soak.py; the daemon in-process on the JACK",
+        f"Command: `{command}` (the daemon in-process on the JACK",
         "dummy rig, the TLS Live emulator, the real google-genai SDK; short replies, short",
         "timeouts). Figures from one run on the shared 2-core dev machine, under load.",
         "",
@@ -360,6 +386,9 @@ def report(result: SoakResult, seed: int, fault_rate: float, *, partial: bool = 
     ]
     if result.stuck:
         lines += ["", "Stuck:", *[f"- {s}" for s in result.stuck]]
+    if result.grown:
+        lines += ["", "Python memory grown from warm-up to end (tracemalloc):", ""]
+        lines += [f"- {line}" for line in result.grown]
     if result.leaks:
         lines += ["", "Leaks:", *[f"- {s}" for s in result.leaks[:20]]]
     return "\n".join(lines) + "\n"
@@ -377,7 +406,7 @@ async def main_async(args: argparse.Namespace) -> SoakResult:
         os.environ["JACK_DEFAULT_SERVER"] = server.name
         jack = JackAudio(server, rig, Path(os.environ["ALSA_CONFIG_PATH"]))
         jack.reset()
-        recorder = Recorder(keep_raw=False, limit=50_000)
+        recorder = Recorder(keep_raw=False, limit=RECORDS_KEPT)
         async with Emulator(scenario(), recorder=recorder) as emu:
             return await soak(
                 jack,
@@ -389,11 +418,19 @@ async def main_async(args: argparse.Namespace) -> SoakResult:
                 check_every=args.check_every,
                 max_s=args.max_minutes * 60 if args.max_minutes else None,
                 on_check=lambda result: args.out.write_text(
-                    report(result, args.seed, args.fault_rate, partial=True)
+                    report(result, command(args), partial=True)
                 ),
                 frozen_s=TURN_BOUND_S * 2,
+                trace_memory=args.trace_memory,
                 progress=lambda line: print(line, flush=True),
             )
+
+
+def command(args: argparse.Namespace) -> str:
+    line = f".venv/bin/python bench/soak.py --turns {args.turns} --seed {args.seed}"
+    line += f" --fault-rate {args.fault_rate:g}"
+    line += f" --max-minutes {args.max_minutes:g}" if args.max_minutes else ""
+    return line + (" --trace-memory" if args.trace_memory else "")
 
 
 def main() -> None:
@@ -401,14 +438,17 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--fault-rate", type=float, default=0.2)
-    parser.add_argument("--check-every", type=int, default=100)
+    parser.add_argument("--check-every", type=int, default=25)
     parser.add_argument(
         "--max-minutes", type=float, default=None, help="stop after this long (say so)"
+    )
+    parser.add_argument(
+        "--trace-memory", action="store_true", help="tracemalloc: where memory grows"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/soak.md")
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
-    text = report(result, args.seed, args.fault_rate)
+    text = report(result, command(args))
     args.out.write_text(text)
     print(text)
     bad = result.stuck or result.leaked_bytes

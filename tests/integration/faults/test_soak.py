@@ -12,7 +12,7 @@ import pytest
 
 from appliance.live.emulator import Emulator
 from appliance.live.emulator.recorder import Recorder
-from bench.soak import scenario, soak
+from bench.soak import RECORDS_KEPT, scenario, soak
 from tests.rig.jack import JackAudio
 
 pytestmark = [pytest.mark.jack, pytest.mark.timeout(240), pytest.mark.usefixtures("pins")]
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.jack, pytest.mark.timeout(240), pytest.mark.usefixture
 async def test_forty_turns_with_faults_leave_nothing_behind(
     jack_audio: JackAudio, tmp_path: Path
 ) -> None:
-    recorder = Recorder(keep_raw=False, limit=50_000)
+    recorder = Recorder(keep_raw=False, limit=RECORDS_KEPT)
     async with Emulator(scenario(), recorder=recorder) as emu:
         result = await soak(
             jack_audio, emu, tmp_path, turns=40, seed=13, fault_rate=0.3, check_every=10
