@@ -61,6 +61,7 @@ from appliance.audio.devices import (
     XrunLog,
     classify,
     open_alsa,
+    release,
 )
 from appliance.audio.timing import AudioStamps
 from appliance.config import AudioConfig
@@ -310,7 +311,7 @@ class Capture(ReportsDeviceState):
             except Exception as exc:  # the device vanished mid-stream
                 error = classify(exc, self.device, "capture")
             finally:
-                pcm.close()
+                release(pcm, stalled=isinstance(error, DeviceStalledError))
             if error is not None:  # reported once the device is released
                 self._set_state(error.state, error)
                 self._stop.wait(backoff.next_delay())

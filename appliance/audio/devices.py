@@ -370,3 +370,23 @@ class XrunLog:
         self._pending = 0
         self._since_wall = None
         self._last_log = self._clock() if now is None else now
+
+
+def release(pcm: CapturePcm | PlaybackPcm, *, stalled: bool) -> None:
+    """Close `pcm`, unless it stalled: then leave it open, for good.
+
+    pyalsaaudio closes while holding Python's global lock, and a device that stopped
+    answering (a sound server that hangs: the jack or pulse plugin, a Bluetooth bridge)
+    can block in that close. Then every thread of the process waits, the event loop
+    included: no `status`, no watchdog ping (found by the soak). A stalled device's handle
+    is leaked instead (a few KiB each time it stalls) and a fresh one is opened. It gets
+    a reference of its own that nothing drops, so it is not closed at exit either (the
+    jack plugin crashed the interpreter's finalisation closing a handle of a dead server).
+    """
+    if stalled:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(pcm))
+        log.warning("the stalled device's handle is left open (closing it could hang)")
+        return
+    pcm.close()
