@@ -56,7 +56,7 @@ async def test_a_server_that_breaks_every_connection_ends_the_conversation_offli
     assert 2 < connections <= 9  # the first, then at most 8 attempts
     delays = [float(d) for d in re.findall(r"retrying in ([0-9.]+) s", caplog.text)]
     assert len(delays) == connections - 1
-    assert delays[-1] > delays[0]  # the backoff grew
+    assert max(delays[1:]) > delays[0]  # the backoff grew (logged to 0.1 s)
     assert "--Offline" in caplog.text and "Earcon(error)" in caplog.text
     assert max(len(rec.getMessage()) for rec in caplog.records) < 2000  # no whole frame
 
