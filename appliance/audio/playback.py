@@ -58,6 +58,7 @@ from appliance.audio.devices import (
     call_in_loop,
     classify,
     open_alsa,
+    release,
 )
 from appliance.audio.echo import EchoReference
 from appliance.audio.timing import AudioStamps
@@ -363,10 +364,12 @@ class Playback(ReportsDeviceState):
                     self._pcm_open = True
             if current:
                 self._set_state(DeviceState.OK, None)
+            stalled = False
             try:
                 if current:
                     self._play_loop(pcm, generation, wake_r)
             except Exception as exc:  # the device vanished mid-stream
+                stalled = isinstance(exc, DeviceStalledError)
                 if self._current(generation):
                     error = classify(exc, self.device, "playback")
                     self._set_state(error.state, error)
@@ -376,9 +379,10 @@ class Playback(ReportsDeviceState):
                         self._pcm_open = False
                         self._clear_queue()
                         self._resolve_all(False)
-                with contextlib.suppress(Exception):
-                    pcm.drop()  # close() would drain: never play stale audio
-                pcm.close()
+                if not stalled:  # a stalled one may block in drop/close, holding the GIL
+                    with contextlib.suppress(Exception):
+                        pcm.drop()  # close() would drain: never play stale audio
+                release(pcm, stalled=stalled)
             with self._lock:
                 if self._closing or generation != self._generation:
                     return

@@ -106,7 +106,8 @@ class Toolbox:
 
     async def _list(self, source: ToolSource) -> list[Tool]:
         try:
-            listed = await asyncio.wait_for(source.tools(), self.list_timeout_s)
+            async with asyncio.timeout(self.list_timeout_s):
+                listed = await source.tools()
         except Exception as exc:  # down, slow or broken: this session goes on without it
             if source.name not in self._down:
                 self._down.add(source.name)

@@ -54,8 +54,8 @@ print(json.dumps(answer))
 
 @pytest.mark.xfail(
     strict=True,
-    reason="appliance/audio/playback.py drops and closes a stalled PCM on the playback "
-    "thread with pyalsaaudio, which holds the GIL: a close that blocks freezes the process",
+    reason="pyalsaaudio holds the GIL in PCM open/drop/close: a stalled handle is no longer "
+    "closed, but reopening the device on a hung sound server still blocks the process",
 )
 async def test_a_sound_server_that_stops_answering_does_not_freeze_the_daemon(
     jack_audio: JackAudio, emu: Emulator, tmp_path: Path
