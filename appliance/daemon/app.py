@@ -31,11 +31,13 @@ from appliance.audio.playback import Playback
 from appliance.audio.volume import Volume
 from appliance.config import Config
 from appliance.daemon import service, state
-from appliance.daemon.control import ControlServer, RequestError, socket_path
+from appliance.daemon.control import ControlServer, socket_path
 from appliance.daemon.conversation import MicPump
 from appliance.daemon.cost import Budget
 from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.daemon.quiet_timer import QuietTimer
+from appliance.daemon.tool_context import DaemonToolContext
+from appliance.daemon.verbs import ControlVerbs, TurnIncomplete, why_ended
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError
 from appliance.tasks import cancel_and_wait
@@ -235,7 +237,7 @@ class Appliance:
         self.toolbox = make_toolbox(cfg, camera_present=self.camera is not None, timers=self.timers)
         self.toolbox.prepare()
         self.control = ControlServer(
-            socket_path(cfg.control, self.env), _ControlHandler(self), group=cfg.control.group
+            socket_path(cfg.control, self.env), ControlVerbs(self), group=cfg.control.group
         )
         await self.control.start()
         self.notifier.ready(status=self._status_line())
@@ -701,7 +703,7 @@ class Appliance:
         try:
             answers = []
             for call in calls:
-                answer = await session_tools.run(_ToolContext(self), call.name, call.args)
+                answer = await session_tools.run(DaemonToolContext(self), call.name, call.args)
                 log.info("tool %s(%s) -> %s", call.name, call.args, answer)
                 if call.id not in self._tool_tasks:
                     log.info("tool %s: the call was cancelled; answer dropped", call.name)
@@ -880,104 +882,6 @@ class Appliance:
         log.info("config reloaded from %s", self.config_path or config_mod.DEFAULT_PATH)
         if self.machine.state in ("error", "offline"):
             await self._feed(state.Reset())
-
-
-class TurnIncomplete(Exception):
-    """The conversation ended before the awaited turn did; the message says why."""
-
-
-def why_ended(event: state.Event | None, config: Config) -> str:
-    """A conversation that ended on `event`, in words for `appliance ask`."""
-    match event:
-        case state.Timeout():
-            return f"no answer from the service within {config.behaviour.reply_timeout_s:g} s"
-        case state.SessionLost(reason=reason):
-            return f"the connection to the service dropped ({reason or 'no reason given'})"
-        case state.Stop():
-            return "stopped (`appliance stop` or a double press)"
-        case state.Press() | state.Wake():
-            return "ended by a press"
-        case state.Mute():
-            return "muted"
-    return "the conversation ended"
-
-
-class _ControlHandler:
-    """The control socket's verbs, as inbox items."""
-
-    def __init__(self, app: Appliance) -> None:
-        self.app = app
-
-    async def talk(self) -> None:
-        self.app.post(state.Press())
-
-    async def stop(self) -> None:
-        self.app.post(state.Stop())
-
-    async def mute(self, on: bool) -> None:
-        self.app.post(state.Mute(on=on))
-
-    async def status(self) -> dict[str, Any]:
-        return self.app.status()
-
-    async def timers(self) -> list[dict[str, Any]]:
-        return self._keeper().listing()
-
-    async def cancel_timer(self, timer_id: str) -> str:
-        entry = self._keeper().cancel(timer_id)
-        if entry is None:
-            raise RequestError(f"no timer or alarm {timer_id!r}: `appliance timers` lists them")
-        return f"{entry.id} {entry.describe()}"
-
-    def _keeper(self) -> TimerKeeper:
-        if self.app.timers is None:
-            raise RequestError("timers are off: [timers] enabled = false in the config")
-        return self.app.timers
-
-    def ask(self, text: str) -> AsyncIterator[tuple[str, str]]:
-        return self._turn(state.Ask(text))
-
-    def say(self, text: str) -> AsyncIterator[tuple[str, str]]:
-        return self._turn(state.Ask(text, verbatim=True))
-
-    async def _turn(self, item: state.Ask) -> AsyncIterator[tuple[str, str]]:
-        if not item.text.strip():
-            raise RequestError("nothing to send: the text is empty")
-        if self.app.machine.state == "muted":
-            raise RequestError("the appliance is muted: `appliance mute off` first")
-        if self.app.machine.state == "idle" and self.app.limit_reached():
-            raise RequestError(self.app.limit_message())
-        try:
-            async for line in self.app.transcript_of_next_turn(item):
-                yield line
-        except TurnIncomplete as exc:  # e.g. no API key, offline, the session dropped
-            raise RequestError(f"no complete answer: {exc}") from None
-
-
-class _ToolContext:
-    def __init__(self, app: Appliance) -> None:
-        self.app = app
-
-    def get_volume(self) -> int:
-        return self.app.volume.percent if self.app.volume else 0
-
-    def set_volume(self, percent: int) -> int:
-        return self.app.volume.set(percent) if self.app.volume else 0
-
-    def end_conversation(self) -> None:
-        self.app._end_after_reply = True
-
-    async def look(self) -> bytes | None:
-        camera, live = self.app.camera, self.app._live
-        if camera is None or live is None:
-            return None
-        await camera.start()
-        try:
-            frame = await camera.capture_frame()
-        finally:
-            await camera.stop()
-        live.send_video(frame.jpeg)
-        return bytes(frame.jpeg)
 
 
 def run_service(config: Config, config_path: Path | None, level: str | None = None) -> int:

@@ -282,7 +282,7 @@ async def _script(app: Any, talk: Any, until: Any, term: Any) -> None:
     await talk()
     await until("speaking")
     await until("listening")
-    from appliance.daemon.app import TurnIncomplete
+    from appliance.daemon.verbs import TurnIncomplete
 
     try:
         async for _line in app.transcript_of_next_turn(state.Ask("What can you do?")):
