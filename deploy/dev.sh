@@ -108,7 +108,8 @@ case "$what" in
     .venv/bin/ruff check appliance tests bench
     .venv/bin/ruff format --check appliance tests bench
     .venv/bin/mypy
-    exec .venv/bin/python -m pytest "$@"
+    # The slowest tests are listed at the end: the default run must stay well under 15 min.
+    exec .venv/bin/python -m pytest --durations=15 "$@"
     ;;
   test-bookworm)
     install_apt "${run_packages[@]}" "${test_packages[@]}" "${bookworm_packages[@]}"

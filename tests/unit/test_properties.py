@@ -28,7 +28,7 @@ from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.timers.book import TimerBook
 
 SETTINGS = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 # --- config -------------------------------------------------------------------------------

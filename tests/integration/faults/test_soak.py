@@ -1,4 +1,4 @@
-"""The soak's short variant (bench/soak.py has the long one and its figures): 40 short
+"""The soak's short variant (bench/soak.py has the long one and its figures): 25 short
 turns, typed and spoken, with Live faults at random from a fixed seed, through the real
 daemon. Every turn comes to rest (idle, or error after a fatal fault) and `status`
 answers; fds, asyncio tasks and threads are flat from warm-up to the end; no audio
@@ -18,16 +18,16 @@ from tests.rig.jack import JackAudio
 pytestmark = [pytest.mark.jack, pytest.mark.timeout(240), pytest.mark.usefixtures("pins")]
 
 
-async def test_forty_turns_with_faults_leave_nothing_behind(
+async def test_twenty_five_turns_with_faults_leave_nothing_behind(
     jack_audio: JackAudio, tmp_path: Path
 ) -> None:
     recorder = Recorder(keep_raw=False, limit=RECORDS_KEPT)
     async with Emulator(scenario(), recorder=recorder) as emu:
         result = await soak(
-            jack_audio, emu, tmp_path, turns=40, seed=13, fault_rate=0.3, check_every=10
+            jack_audio, emu, tmp_path, turns=25, seed=13, fault_rate=0.3, check_every=10
         )
     assert result.stuck == []
-    assert result.turns == 40
+    assert result.turns == 25
     assert result.spoken > 0 and result.typed > 0
     assert sum(result.faults.values()) >= 6  # the seed injects faults of several kinds
     assert len(result.faults) >= 4
