@@ -63,23 +63,30 @@ def credential_file(
     return found if found is not None and found.is_absolute() else None
 
 
-def _from_systemctl(unit: str, systemctl: str) -> list[str] | None:
+def systemctl_show(
+    unit: str, props: tuple[str, ...], systemctl: str = "systemctl"
+) -> subprocess.CompletedProcess[str] | None:
+    """`systemctl show --property=...` of `unit`, or None where systemd does not run (or
+    the command cannot be run). Shared with `appliance doctor`."""
     if not Path("/run/systemd/system").is_dir():
         return None
     try:
-        out = subprocess.run(
-            [
-                systemctl,
-                "show",
-                "--property=LoadState,LoadCredential,FragmentPath,DropInPaths",
-                unit,
-            ],
+        return subprocess.run(
+            [systemctl, "show", *(f"--property={p}" for p in props), unit],
             capture_output=True,
             text=True,
             timeout=10,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _from_systemctl(unit: str, systemctl: str) -> list[str] | None:
+    out = systemctl_show(
+        unit, ("LoadState", "LoadCredential", "FragmentPath", "DropInPaths"), systemctl
+    )
+    if out is None:
         return None
     props: dict[str, list[str]] = {}
     for line in out.stdout.splitlines():

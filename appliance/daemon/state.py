@@ -70,7 +70,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     from appliance.config import Config
@@ -86,17 +86,7 @@ State = Literal[
     "error",
     "ringing",
 ]
-STATES: tuple[State, ...] = (
-    "idle",
-    "connecting",
-    "listening",
-    "thinking",
-    "speaking",
-    "muted",
-    "offline",
-    "error",
-    "ringing",
-)
+STATES: tuple[State, ...] = get_args(State)
 ACTIVE: frozenset[State] = frozenset({"connecting", "listening", "thinking", "speaking"})
 """States in which a conversation (and a session) exists."""
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,19 +28,10 @@ class ServiceInfo:
 
 
 def systemctl_show(unit: str, props: tuple[str, ...]) -> dict[str, str] | None:
-    if not Path("/run/systemd/system").is_dir():
-        return None
-    try:
-        out = subprocess.run(
-            ["systemctl", "show", *(f"--property={p}" for p in props), unit],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode:
+    from appliance.service_key import systemctl_show as show
+
+    out = show(unit, props)
+    if out is None or out.returncode:
         return None
     return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
 

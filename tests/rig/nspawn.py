@@ -433,3 +433,15 @@ def _find_pid1(nspawn_pid: int) -> int | None:
             with contextlib.suppress(OSError):
                 todo += [int(c) for c in task.read_text().split()]
     return None
+
+
+def fifo_sound_card(mic_fifo: str, speaker: str, *, with_defaults: bool = True) -> str:
+    """An asound.conf with the rig's devices for a container: `rigmic` reads the FIFO a
+    feeder paces, `rigspk` writes raw audio to `speaker`. `with_defaults` includes
+    alsa-lib's own config first (for a file given as ALSA_CONFIG_PATH)."""
+    return (
+        ("</usr/share/alsa/alsa.conf>\n" if with_defaults else "")
+        + f'pcm.rigmic {{ type file slave.pcm "null" file "/dev/null" infile "{mic_fifo}" '
+        'format "raw" }\n'
+        f'pcm.rigspk {{ type file slave.pcm "null" file "{speaker}" format "raw" }}\n'
+    )

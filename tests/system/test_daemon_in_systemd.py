@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from appliance.live.emulator import Reply, Scenario, ThreadedEmulator
-from tests.rig import fifo_mic
+from tests.rig import fifo_mic, nspawn
 from tests.rig.emulator import speech_16k
 from tests.rig.nspawn import Container
 
@@ -156,10 +156,7 @@ def rig(box: Container, emulator: ThreadedEmulator) -> Container:
     box.run("mkfifo", "-m", "0644", MIC_FIFO)
     box.write(
         f"{RIG}/asound.conf",
-        "</usr/share/alsa/alsa.conf>\n"
-        f'pcm.rigmic {{ type file slave.pcm "null" file "/dev/null" infile "{MIC_FIFO}" '
-        'format "raw" }\n'
-        f'pcm.rigspk {{ type file slave.pcm "null" file "{SPEAKER}" format "raw" }}\n',
+        nspawn.fifo_sound_card(MIC_FIFO, SPEAKER),
     )
     write_config(box, emulator)
     box.write(

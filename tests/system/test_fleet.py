@@ -193,9 +193,7 @@ def sound_card(box: Container) -> None:
     box.run("mkfifo", "-m", "0644", MIC_FIFO)
     box.write(
         "/etc/asound.conf",
-        f'pcm.rigmic {{ type file slave.pcm "null" file "/dev/null" infile "{MIC_FIFO}" '
-        'format "raw" }\n'
-        'pcm.rigspk { type file slave.pcm "null" file "/dev/null" format "raw" }\n',
+        nspawn.fifo_sound_card(MIC_FIFO, "/dev/null", with_defaults=False),
     )
     box.write(FEEDER, Path(fifo_mic.__file__).read_text())
     box.run("systemd-run", "--unit=rig-mic", "--quiet", "/usr/bin/python3", FEEDER, MIC_FIFO,

@@ -173,10 +173,7 @@ def test_install_boot_and_status(arm_box: tuple[str, nspawn.Container]) -> None:
     box.run("mkfifo", "-m", "0644", MIC_FIFO)
     box.write(
         f"{RIG}/asound.conf",
-        "</usr/share/alsa/alsa.conf>\n"
-        f'pcm.rigmic {{ type file slave.pcm "null" file "/dev/null" infile "{MIC_FIFO}" '
-        'format "raw" }\n'
-        f'pcm.rigspk {{ type file slave.pcm "null" file "{RIG}/speaker.raw" format "raw" }}\n',
+        nspawn.fifo_sound_card(MIC_FIFO, f"{RIG}/speaker.raw"),
     )
     box.write("/etc/appliance/config.toml", CONFIG, mode=0o640)
     box.run("chgrp", "appliance", "/etc/appliance/config.toml")

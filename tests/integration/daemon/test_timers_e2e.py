@@ -12,7 +12,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from appliance.audio.fakes import eventually
-from appliance.daemon.state import Ask, Press
+from appliance.daemon.state import Ask
 from appliance.live.emulator import Emulator, Reply, ToolCallSpec
 from appliance.timers.fakes import ManualClock
 from appliance.timers.ringer import PATTERN
@@ -120,9 +120,8 @@ async def test_in_a_conversation_the_model_is_told_instead_of_a_ring(
         told = str(emu.recorder.of("client_content")[1].message)
         assert "timer 'tea' (1 min) is due" in told
         assert "ringing" not in r.states
-        assert await call(control(r).timers) == []
-        r.app.post(Press())  # barge in, then the conversation goes on normally
-        assert entry.id
+        assert [t["id"] for t in await call(control(r).timers)] == []  # rung: booked out
+        assert entry.id not in r.app.timers.book.entries
 
 
 async def test_appliance_timer_cancel_over_the_control_socket(
