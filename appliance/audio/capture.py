@@ -44,7 +44,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from appliance.audio import dsp
 from appliance.audio.devices import (
@@ -295,15 +295,17 @@ class Capture(ReportsDeviceState):
 
     def _run(self) -> None:
         backoff = Backoff(*self._retry_s)
+        after_stall = False
         while not self._stop.is_set():
             try:
-                pcm = self._opener(self._spec)
+                pcm = self._opener(replace(self._spec, after_stall=after_stall))
             except Exception as exc:  # anything: the thread must outlive it and say so
                 failure = classify(exc, self.device, "capture")
                 self._set_state(failure.state, failure)
                 self._stop.wait(backoff.next_delay())
                 continue
             backoff.reset()
+            after_stall = False
             self._set_state(DeviceState.OK, None)
             error = None
             try:
@@ -311,7 +313,8 @@ class Capture(ReportsDeviceState):
             except Exception as exc:  # the device vanished mid-stream
                 error = classify(exc, self.device, "capture")
             finally:
-                release(pcm, stalled=isinstance(error, DeviceStalledError))
+                after_stall = isinstance(error, DeviceStalledError)
+                release(pcm, self.device, stalled=after_stall)
             if error is not None:  # reported once the device is released
                 self._set_state(error.state, error)
                 self._stop.wait(backoff.next_delay())

@@ -193,6 +193,8 @@ class PcmSpec:
     period_frames: int
     periods: int
     nonblock: bool = False
+    after_stall: bool = False
+    """The last handle stalled: open only once another process saw the device answer."""
 
     @property
     def frame_bytes(self) -> int:
@@ -217,6 +219,14 @@ def open_alsa(spec: PcmSpec) -> Any:
     import alsaaudio
 
     silence_alsa_lib()  # our one line per state change says it; alsa-lib's lines would repeat
+    if spec.after_stall:
+        from appliance.audio import stalls
+
+        if not stalls.answers(spec.device, spec.direction):
+            raise DeviceStalledError(
+                spec.device, spec.direction, "it still does not answer (a sound server that hangs?)"
+            )
+        stalls.reclaim(spec.device)
     try:
         pcm = alsaaudio.PCM(
             type=alsaaudio.PCM_CAPTURE if spec.direction == "capture" else alsaaudio.PCM_PLAYBACK,
@@ -372,21 +382,12 @@ class XrunLog:
         self._last_log = self._clock() if now is None else now
 
 
-def release(pcm: CapturePcm | PlaybackPcm, *, stalled: bool) -> None:
-    """Close `pcm`, unless it stalled: then leave it open, for good.
-
-    pyalsaaudio closes while holding Python's global lock, and a device that stopped
-    answering (a sound server that hangs: the jack or pulse plugin, a Bluetooth bridge)
-    can block in that close. Then every thread of the process waits, the event loop
-    included: no `status`, no watchdog ping (found by the soak). A stalled device's handle
-    is leaked instead (a few KiB each time it stalls) and a fresh one is opened. It gets
-    a reference of its own that nothing drops, so it is not closed at exit either (the
-    jack plugin crashed the interpreter's finalisation closing a handle of a dead server).
-    """
+def release(pcm: CapturePcm | PlaybackPcm, device: str, *, stalled: bool) -> None:
+    """Close `pcm`, unless it stalled: then park it (`stalls.park`), since closing it
+    could block the whole process on a hung sound server."""
     if stalled:
-        import ctypes
+        from appliance.audio import stalls
 
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(pcm))
-        log.warning("the stalled device's handle is left open (closing it could hang)")
+        stalls.park(pcm, device)
         return
     pcm.close()

@@ -40,6 +40,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from appliance.audio import dsp
@@ -345,13 +346,14 @@ class Playback(ReportsDeviceState):
 
     def _writer(self, generation: int, wake_r: int) -> None:
         backoff = Backoff(*self._retry_s)
+        stalled = False
         while True:
             with self._lock:
                 if self._closing or generation != self._generation:
                     return
                 self._beats += 1
             try:
-                pcm = self._opener(self._spec)
+                pcm = self._opener(replace(self._spec, after_stall=stalled))
             except AudioDeviceError as exc:
                 if self._current(generation):
                     self._set_state(exc.state, exc)
@@ -382,7 +384,7 @@ class Playback(ReportsDeviceState):
                 if not stalled:  # a stalled one may block in drop/close, holding the GIL
                     with contextlib.suppress(Exception):
                         pcm.drop()  # close() would drain: never play stale audio
-                release(pcm, stalled=stalled)
+                release(pcm, self.device, stalled=stalled)
             with self._lock:
                 if self._closing or generation != self._generation:
                     return

@@ -1,0 +1,42 @@
+"""Parking a stalled handle until its device answers again (appliance/audio/stalls.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.audio import stalls
+
+
+class Handle:
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_a_parked_handle_stays_open_until_its_device_is_reclaimed() -> None:
+    first, second, other = Handle(), Handle(), Handle()
+    stalls.park(first, "spk")
+    stalls.park(second, "spk")
+    stalls.park(other, "mic")
+    assert stalls.parked("spk") == 2 and (first.closed, second.closed) == (0, 0)
+
+    stalls.reclaim("spk")
+
+    assert (first.closed, second.closed, other.closed) == (1, 1, 0)
+    assert stalls.parked("spk") == 0 and stalls.parked("mic") == 1
+    stalls.reclaim("mic")
+    assert other.closed == 1
+
+
+def test_an_unknown_device_is_an_answer_not_a_hang() -> None:
+    pytest.importorskip("alsaaudio")
+    assert stalls.answers("no-such-device-here", "playback")
+
+
+def test_a_child_that_does_not_finish_in_time_counts_as_hung(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stalls, "_PROBE", "import time; time.sleep(30)")
+    assert not stalls.answers("anything", "capture", within_s=0.5)
