@@ -82,10 +82,17 @@ class Recorder:
         with self._lock:
             return list(self._sent)
 
-    def of(self, kind: str | Iterable[str], conn: int | None = None) -> list[Record]:
-        """Records of one kind (or several), optionally of one connection."""
+    def of(
+        self, kind: str | Iterable[str], conn: int | None = None, *, since_ns: int = 0
+    ) -> list[Record]:
+        """Records of one kind (or several), optionally of one connection, or received
+        after `since_ns` (a long run checks its records a window at a time)."""
         kinds = {kind} if isinstance(kind, str) else set(kind)
-        return [r for r in self.records if r.kind in kinds and (conn is None or r.conn == conn)]
+        return [
+            r
+            for r in self.records
+            if r.kind in kinds and (conn is None or r.conn == conn) and r.t_ns > since_ns
+        ]
 
     def received_audio(self, conn: int | None = None) -> bytes:
         """All audio bytes the client sent (realtime audio and legacy media chunks)."""
