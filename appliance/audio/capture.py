@@ -238,6 +238,7 @@ class Capture(ReportsDeviceState):
         self._watch: asyncio.TimerHandle | None = None
         self._left_behind: threading.Thread | None = None
         self.stuck = 0
+        self._died_of = ""
         """Capture threads left behind hanging in alsa-lib."""
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.stall_ms = max(1000, 10 * config.period_ms)
@@ -272,11 +273,21 @@ class Capture(ReportsDeviceState):
 
     def _check_stuck(self) -> None:
         """On the loop, every STUCK_S / 4: a thread that stopped coming round is stuck in
-        alsa-lib; report the device stalled once, and reopen it in a fresh thread."""
+        alsa-lib; report the device stalled once, and reopen it in a fresh thread. A
+        thread that died (of what `_run` does not expect) is reported and restarted."""
         assert self._loop is not None
         self._watch = self._loop.call_later(STUCK_S / 4, self._check_stuck)
         thread = self._thread
-        if thread is None or time.monotonic_ns() - self._beat < self.stuck_s * 1e9:
+        if thread is None:
+            return
+        if not thread.is_alive():
+            self._set_state(
+                DeviceState.FAILED,
+                AudioDeviceError(self.device, "capture", "the capture thread died; restarted"),
+            )
+            self._start_thread()
+            return
+        if time.monotonic_ns() - self._beat < self.stuck_s * 1e9:
             return
         self._set_state(
             DeviceState.MISSING,
@@ -355,6 +366,14 @@ class Capture(ReportsDeviceState):
     # --- the capture thread -------------------------------------------------------
 
     def _run(self, stop: threading.Event) -> None:
+        try:
+            self._open_and_read(stop)
+        except Exception as exc:  # the watch restarts it; say why, once per cause
+            if repr(exc) != self._died_of:
+                self._died_of = repr(exc)
+                log.exception("capture device %r: the capture thread died", self.device)
+
+    def _open_and_read(self, stop: threading.Event) -> None:
         backoff = Backoff(*self._retry_s)
         while not stop.is_set():
             self._beat = time.monotonic_ns()
