@@ -30,7 +30,17 @@ nowhere but into the ring, where it is overwritten.
 
 Faults: an overrun (-EPIPE, already re-prepared by pyalsaaudio) is counted and logged
 as a summary. A device that is missing, busy or vanishes mid-stream is reported through
-`state` / `on_state` and reopened with backoff; the thread never dies of it.
+`state` / `on_state` and reopened with backoff; the thread never dies of it. A device is
+`ok` once audio comes, not when it opens: one that opens and then delivers nothing is
+reported once, not as open and gone at every retry.
+
+A read can also hang inside alsa-lib, out of reach of `poll()` (the `file` plugin's
+blocking read of a FIFO whose writer stopped; a driver that never completes a period).
+The thread then beats no more: a watch on the event loop reports the device stalled,
+leaves that thread behind (it ends by itself if its read ever returns, delivering
+nothing) and opens the device anew in a fresh one; while one left behind still hangs,
+no other is left (at most two threads, however long the outage). `stop()` waits for the
+thread a bounded time, so a mute never freezes the daemon on a hung read.
 """
 
 from __future__ import annotations
@@ -70,6 +80,10 @@ log = logging.getLogger(__name__)
 
 CAPTURE_RATE = 16_000
 """The Live API's input rate."""
+
+STUCK_S = 2.0
+"""A capture thread that does not come round (a read, a poll) in this long is stuck in
+alsa-lib; `stop()` waits this long for it at most."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,10 +233,19 @@ class Capture(ReportsDeviceState):
         self._lock = threading.Lock()
         self._streams: list[CaptureStream] = []
         self._batching = False  # the thread reads idle batches (set by it, under the lock)
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the running thread's own; a new one per thread
+        self._beat = 0  # time.monotonic_ns() when the thread last came round
+        self._watch: asyncio.TimerHandle | None = None
+        self._left_behind: threading.Thread | None = None
+        self.stuck = 0
+        self._died_of = ""
+        """Capture threads left behind hanging in alsa-lib."""
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.stall_ms = max(1000, 10 * config.period_ms)
         """A device that delivers nothing for this long is treated as gone and reopened."""
+        self.stuck_s = max(STUCK_S, 2 * self.stall_ms / 1000)
+        """A thread that does not come round for this long hangs in alsa-lib (its poll
+        times out after `stall_ms`, so a live one always comes round sooner)."""
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._partial = b""  # a short read's bytes, waiting for the rest of the period
@@ -236,20 +259,72 @@ class Capture(ReportsDeviceState):
         if self._thread is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._stop.clear()
         self._set_state(DeviceState.STARTING, None)
-        self._thread = threading.Thread(target=self._run, name="audio-capture", daemon=True)
+        stuck = self._left_behind is not None and self._left_behind.is_alive()
+        self._start_thread(after_stall=stuck)
+        self._watch = self._loop.call_later(STUCK_S / 4, self._check_stuck)
+
+    def _start_thread(self, *, after_stall: bool = False) -> None:
+        """`after_stall`: the last thread hung in the device; open it only once it answers
+        (`stalls.answers`)."""
+        self._stop = stop = threading.Event()
+        self._beat = time.monotonic_ns()
+        self._thread = threading.Thread(
+            target=self._run, args=(stop, after_stall), name="audio-capture", daemon=True
+        )
         self._thread.start()
 
-    async def stop(self) -> None:
-        """Stop the thread (within about one period) and end every open stream."""
+    def _check_stuck(self) -> None:
+        """On the loop, every STUCK_S / 4: a thread that stopped coming round is stuck in
+        alsa-lib; report the device stalled once, and reopen it in a fresh thread. A
+        thread that died (of what `_run` does not expect) is reported and restarted."""
+        assert self._loop is not None
+        self._watch = self._loop.call_later(STUCK_S / 4, self._check_stuck)
         thread = self._thread
         if thread is None:
             return
+        if not thread.is_alive():
+            self._set_state(
+                DeviceState.FAILED,
+                AudioDeviceError(self.device, "capture", "the capture thread died; restarted"),
+            )
+            self._start_thread()
+            return
+        if time.monotonic_ns() - self._beat < self.stuck_s * 1e9:
+            return
+        self._set_state(
+            DeviceState.MISSING,
+            DeviceStalledError(
+                self.device, "capture", f"a read did not return for {self.stuck_s:g} s (stuck)"
+            ),
+        )
+        if self._left_behind is not None and self._left_behind.is_alive():
+            return  # one left behind still hangs: wait for it rather than pile them up
+        self._leave_behind(thread)
+        self._start_thread(after_stall=True)
+
+    def _leave_behind(self, thread: threading.Thread) -> None:
+        """Let go of a thread that hangs in alsa-lib: it ends if its call ever returns."""
+        self._stop.set()
+        self._left_behind = thread
+        self.stuck += 1
+
+    async def stop(self) -> None:
+        """Stop the thread (within about one period) and end every open stream; a thread
+        stuck in alsa-lib is waited for STUCK_S at most, then left behind."""
+        thread = self._thread
+        if thread is None:
+            return
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         self._stop.set()
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_w, b"!")
-        await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(thread.join, STUCK_S)
+        if thread.is_alive():
+            log.error("capture device %r: stuck in alsa-lib; thread left behind", self.device)
+            self._leave_behind(thread)
         self._thread = None
         with self._lock:
             for stream in self._streams:
@@ -293,48 +368,65 @@ class Capture(ReportsDeviceState):
 
     # --- the capture thread -------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event, after_stall: bool) -> None:
+        try:
+            self._open_and_read(stop, after_stall)
+        except Exception as exc:  # the watch restarts it; say why, once per cause
+            if repr(exc) != self._died_of:
+                self._died_of = repr(exc)
+                log.exception("capture device %r: the capture thread died", self.device)
+
+    def _open_and_read(self, stop: threading.Event, after_stall: bool) -> None:
         backoff = Backoff(*self._retry_s)
-        after_stall = False
-        while not self._stop.is_set():
+        while not stop.is_set():
+            self._beat = time.monotonic_ns()
             try:
                 pcm = self._opener(replace(self._spec, after_stall=after_stall))
             except Exception as exc:  # anything: the thread must outlive it and say so
                 failure = classify(exc, self.device, "capture")
-                self._set_state(failure.state, failure)
-                self._stop.wait(backoff.next_delay())
+                if not stop.is_set():
+                    self._set_state(failure.state, failure)
+                self._pause(stop, backoff.next_delay())
                 continue
-            backoff.reset()
             after_stall = False
-            self._set_state(DeviceState.OK, None)
+            read_before = self.periods_read
             error = None
             try:
-                self._read_loop(pcm)
+                self._read_loop(pcm, stop)
             except Exception as exc:  # the device vanished mid-stream
                 error = classify(exc, self.device, "capture")
             finally:
                 after_stall = isinstance(error, DeviceStalledError)
                 release(pcm, self.device, stalled=after_stall)
-            if error is not None:  # reported once the device is released
+            if self.periods_read > read_before:  # it worked for a while: retry soon
+                backoff.reset()
+            if error is not None and not stop.is_set():  # reported once released
                 self._set_state(error.state, error)
-                self._stop.wait(backoff.next_delay())
+                self._pause(stop, backoff.next_delay())
+        if self._left_behind is threading.current_thread():
+            log.info("capture device %r: the stuck thread returned and ended", self.device)
 
-    def _read_loop(self, pcm: CapturePcm) -> None:
+    def _pause(self, stop: threading.Event, seconds: float) -> None:
+        """Wait before a retry (not a hang: the stuck watch is told when to expect it)."""
+        self._beat = time.monotonic_ns() + int(seconds * 1e9)
+        stop.wait(seconds)
+
+    def _read_loop(self, pcm: CapturePcm, stop: threading.Event) -> None:
         waiter = PcmWaiter(pcm, self._wake_r)
         try:
             if waiter.has_fds:
-                self._paced_loop(pcm, waiter)
+                self._paced_loop(pcm, waiter, stop)
             else:
-                self._polled_loop(pcm, waiter)
+                self._polled_loop(pcm, waiter, stop)
         finally:
-            self._wake_consumers()
+            if not stop.is_set():
+                self._wake_consumers()
 
     def _stalled(self) -> DeviceStalledError:
         return DeviceStalledError(self.device, "capture", f"no audio for {self.stall_ms} ms")
 
-    def _paced_loop(self, pcm: CapturePcm, waiter: PcmWaiter) -> None:
+    def _paced_loop(self, pcm: CapturePcm, waiter: PcmWaiter, stop: threading.Event) -> None:
         """Sleep until the next period (or idle batch) is due, then read all there is."""
-        stop = self._stop
         period_ns = self._period_ns
         stall_ns = self.stall_ms * 1_000_000
         held = _buffer_periods(pcm, self._spec.periods)
@@ -344,6 +436,7 @@ class Capture(ReportsDeviceState):
         last_data = time.monotonic_ns()
         started = False  # a capture PCM starts on its first read, not before
         while not stop.is_set():
+            self._beat = time.monotonic_ns()
             batch = 1 if self._streams else idle_batch
             if (batch > 1) != self._batching:
                 with self._lock:
@@ -364,7 +457,9 @@ class Capture(ReportsDeviceState):
                 delay_ns = due + (batch - 1) * period_ns + _SLACK_NS - time.monotonic_ns()
                 if delay_ns > 0:
                     waiter.wait(delay_ns / 1e6, pcm=False)
-            got, drained = self._read_available(pcm, held + 1)
+            got, drained = self._read_available(pcm, held + 1, stop)
+            if stop.is_set():
+                break
             now = time.monotonic_ns()
             if got:
                 last_data = now
@@ -388,14 +483,18 @@ class Capture(ReportsDeviceState):
             else:  # nothing where a period was due, or a backlog: find the phase again
                 due = None
 
-    def _read_available(self, pcm: CapturePcm, limit: int) -> tuple[int, bool]:
-        """Read whole periods until ALSA has none (or `limit`); (periods, ALSA drained)."""
+    def _read_available(
+        self, pcm: CapturePcm, limit: int, stop: threading.Event
+    ) -> tuple[int, bool]:
+        """Read whole periods until ALSA has none (or `limit`); (periods, ALSA drained).
+        Nothing is delivered by a thread left behind (`stop` set while a read hung)."""
         period_bytes = self._spec.period_bytes
         got: list[bytes] = []
         drained = False
         partial = self._partial
         for _ in range(2 * limit):
             frames, data = pcm.read()
+            self._beat = time.monotonic_ns()
             if frames < 0:
                 self.overruns.record()
                 continue
@@ -410,13 +509,18 @@ class Capture(ReportsDeviceState):
             got.append(data)
             if len(got) >= limit:
                 break
+        if stop.is_set():
+            return 0, True
         self._partial = partial
         if got:
-            self._deliver(got, time.monotonic_ns())
+            self._deliver(got, self._beat)
         return len(got), drained
 
     def _deliver(self, datas: list[bytes], now: int) -> None:
-        """Convert, stamp and hand on periods read together; the last one read at `now`."""
+        """Convert, stamp and hand on periods read together; the last one read at `now`.
+        The first audio since the device opened (or stalled) says it is `ok`."""
+        if self.state != DeviceState.OK:
+            self._set_state(DeviceState.OK, None)
         channels, channel, gain = self._spec.channels, self._channel, self._gain
         last = len(datas) - 1
         pcms = [dsp.apply_gain(dsp.pick_channel(d, channels, channel), gain) for d in datas]
@@ -457,16 +561,17 @@ class Capture(ReportsDeviceState):
                     log.exception("capture tap %r failed; removed", tap)
                     self._taps.remove(tap)
 
-    def _polled_loop(self, pcm: CapturePcm, waiter: PcmWaiter) -> None:
+    def _polled_loop(self, pcm: CapturePcm, waiter: PcmWaiter, stop: threading.Event) -> None:
         """A PCM without descriptors (a test double): read, and poll gently when empty."""
-        stop = self._stop
         overruns = self.overruns
         period_bytes = self._spec.period_bytes
         partial = b""
         quiet_since = time.monotonic_ns()
         while not stop.is_set():
             frames, data = pcm.read()
-            now = time.monotonic_ns()
+            self._beat = now = time.monotonic_ns()
+            if stop.is_set():
+                break
             if frames <= 0:
                 if frames < 0:
                     overruns.record()

@@ -798,6 +798,7 @@ class Appliance:
             "turn": self.turn_no,
             "connected": self._live is not None,
             "last_error": self.last_error,
+            "device_problems": dict(self._device_problems),
             "volume": self.volume.percent if self.volume else None,
             "counters": {
                 **self.counters,

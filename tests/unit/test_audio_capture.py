@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
@@ -168,3 +169,65 @@ async def test_two_channel_device_gives_the_configured_channel_with_gain() -> No
     assert len(period.pcm) == 640
     samples = {int.from_bytes(period.pcm[i : i + 2], "little", signed=True) for i in (0, 2, 638)}
     assert samples == {-30000}  # right channel, x10
+
+
+async def test_a_read_that_hangs_is_reported_and_the_device_reopened() -> None:
+    # A read stuck inside alsa-lib (a FIFO-backed `file` plugin whose writer stopped)
+    # is out of reach of poll(): the watch on the loop reports it and reopens.
+    hang = threading.Event()
+    opened: list[FakeCapturePcm] = []
+
+    class Hangs(FakeCapturePcm):
+        def read(self) -> tuple[int, bytes]:
+            if self.n == 5:
+                hang.wait()
+            return super().read()
+
+    def opener(spec: PcmSpec) -> FakeCapturePcm:
+        opened.append(Hangs(spec) if not opened else FakeCapturePcm(spec, start=1000))
+        return opened[-1]
+
+    states: list[tuple[DeviceState, str]] = []
+    capture = Capture(
+        AudioConfig(capture_device="fifomic"),
+        opener=opener,
+        on_state=lambda s, e: states.append((s, str(e))),
+        retry_s=(0.01, 0.02),
+    )
+    await capture.start()
+    await eventually(lambda: len(opened) == 2 and capture.periods_read >= 10, within_s=10)
+    assert capture.state == DeviceState.OK and capture.stuck == 1
+    stalled = [e for s, e in states if s == DeviceState.MISSING]
+    assert len(stalled) == 1 and "'fifomic'" in stalled[0] and "did not return" in stalled[0]
+    async with capture.open_stream() as stream:
+        hang.set()  # the thread left behind returns: it delivers nothing and ends
+        got = [await anext(stream) for _ in range(60)]
+    await capture.stop()
+    assert not [number(p) for p in got if 5 <= number(p) < 1000]  # none from the hung one
+    assert [p.seq for p in got] == list(range(got[0].seq, got[0].seq + 60))
+    await eventually(lambda: opened[0].closed)
+
+
+async def test_a_capture_thread_that_dies_is_reported_and_restarted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    opened: list[FakeCapturePcm] = []
+
+    class Breaks(FakeCapturePcm):
+        def close(self) -> None:  # raised outside what the read loop expects
+            raise RuntimeError("close failed")
+
+    def opener(spec: PcmSpec) -> FakeCapturePcm:
+        pcm = (Breaks if not opened else FakeCapturePcm)(spec, start=1000 * len(opened))
+        pcm.script = [Exception("Input/output error")] if not opened else []
+        opened.append(pcm)
+        return pcm
+
+    states: list[DeviceState] = []
+    capture = Capture(AudioConfig(), opener=opener, on_state=lambda s, e: states.append(s))
+    await capture.start()
+    await eventually(lambda: len(opened) == 2 and capture.periods_read >= 3, within_s=10)
+    assert DeviceState.FAILED in states and capture.state == DeviceState.OK
+    await capture.stop()
+    assert caplog.text.count("Traceback") == 1  # one line for the death, with its cause
+    assert "close failed" in caplog.text
