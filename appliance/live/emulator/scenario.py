@@ -77,6 +77,11 @@ class FaultKind(Enum):
     FREEZE = "freeze"
     """Stop reading and answering: no frames, no pongs, no close handshake (a hung
     server, or a link that went dead without a reset)."""
+    FLOOD = "flood"
+    """(At a turn.) Before the reply, send valid but useless messages as fast as the
+    connection takes them for `flood_s` seconds (an empty `serverContent`, an empty
+    output transcription, one sample of silent audio, in turn), then the reply as usual:
+    a client that handles each message too slowly falls behind, or starves its loop."""
 
 
 @dataclass(slots=True)
@@ -107,6 +112,8 @@ class Fault:
     instead of at setup or a turn: the client is set up, then the connection fails
     (DROP, INTERNAL, MALFORMED, UNKNOWN_MESSAGE, CLOSE_NORMAL, FREEZE). With
     `once=False` every connection does."""
+    flood_s: float = 2.0
+    """FLOOD: how long the flood lasts."""
     fired: int = 0
 
     def matches(self, connection: int, turn: int | None, message: int | None = None) -> bool:
