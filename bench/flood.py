@@ -60,7 +60,7 @@ class _Count(logging.Handler):
             self.count += 1
 
 
-async def one_run(flood_s: float) -> Run:
+async def one_run(flood_s: float, audio: bool = False) -> Run:
     from tests.rig.appliance import running_appliance
     from tests.rig.emulator import tone
     from tests.rig.emulator_process import emulator_process
@@ -68,7 +68,7 @@ async def one_run(flood_s: float) -> Run:
     from tests.rig.jack import JackAudio, jack_rig, rig_alsa_config
     from tests.rig.probe import StatusProbe
 
-    flood = {"kind": "flood", "connection": 1, "turn": 1, "flood_s": flood_s}
+    flood = {"kind": "flood", "connection": 1, "turn": 1, "flood_s": flood_s, "flood_audio": audio}
     counter = _Count()
     logging.getLogger().addHandler(counter)
     logging.getLogger().setLevel(logging.INFO)
@@ -88,7 +88,7 @@ async def one_run(flood_s: float) -> Run:
                     async for _ in r.app.transcript_of_next_turn(Ask("hello")):
                         pass
                     done = time.monotonic()
-                    probe.stop()
+                    await asyncio.to_thread(probe.stop)  # it may wait on the loop
                     records = counter.count
                     info = emu.connections()[0]
                     ended = info["flood_ended_ns"] / 1e9
@@ -130,14 +130,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--flood-s", type=float, default=10.0)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--audio", action="store_true", help="every third message is one sample of audio"
+    )
     parser.add_argument("--label", default="this branch")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/flood.md")
     args = parser.parse_args()
     runs = []
     for _ in range(args.runs):
-        runs.append(asyncio.run(one_run(args.flood_s)))
+        runs.append(asyncio.run(one_run(args.flood_s, args.audio)))
         print(runs[-1], flush=True)
     command = f".venv/bin/python bench/flood.py --flood-s {args.flood_s:g} --runs {args.runs}"
+    command += " --audio" if args.audio else ""
     text = report(runs, command, args.label)
     args.out.write_text(text)
     print(text)

@@ -79,8 +79,9 @@ class FaultKind(Enum):
     server, or a link that went dead without a reset)."""
     FLOOD = "flood"
     """(At a turn.) Before the reply, send valid but useless messages as fast as the
-    connection takes them for `flood_s` seconds (an empty `serverContent`, an empty
-    output transcription, one sample of silent audio, in turn), then the reply as usual:
+    connection takes them for `flood_s` seconds (an empty `serverContent` and an empty
+    output transcription in turn; with `flood_audio` also one sample of silent audio),
+    then the reply as usual:
     a client that handles each message too slowly falls behind, or starves its loop."""
 
 
@@ -114,6 +115,8 @@ class Fault:
     `once=False` every connection does."""
     flood_s: float = 2.0
     """FLOOD: how long the flood lasts."""
+    flood_audio: bool = False
+    """FLOOD: every third message is one sample of silent audio (it plays: not dropped)."""
     fired: int = 0
 
     def matches(self, connection: int, turn: int | None, message: int | None = None) -> bool:

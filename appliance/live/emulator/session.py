@@ -643,10 +643,10 @@ class Session:
         if kind is FaultKind.GO_AWAY:
             self._spawn(self._go_away(fault))
         if kind is FaultKind.FLOOD:
-            await self._flood(fault.flood_s)
+            await self._flood(fault.flood_s, fault.flood_audio)
         return False
 
-    async def _flood(self, seconds: float) -> None:
+    async def _flood(self, seconds: float, audio: bool) -> None:
         """Send valid messages that carry nothing for `seconds`, as fast as the connection
         takes them. Each send yields to the loop once, so an emulator sharing a loop with
         its client does not starve it (the flood is then as fast as that loop allows)."""
@@ -654,8 +654,9 @@ class Session:
         useless: tuple[dict[str, Any], ...] = (
             {"serverContent": {}},
             {"serverContent": {"outputTranscription": {"text": ""}}},
-            {"serverContent": {"modelTurn": {"parts": [{"inlineData": silence}]}}},
         )
+        if audio:
+            useless += ({"serverContent": {"modelTurn": {"parts": [{"inlineData": silence}]}}},)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             await self.send(useless[self.info.flood_messages % len(useless)])

@@ -56,7 +56,7 @@ async def test_status_answers_during_a_flood_and_the_daemon_keeps_up(
                     pass
                 await r.wait_state("idle", after=idle + 1, within_s=10)
             finally:
-                probe.stop()
+                await asyncio.to_thread(probe.stop)  # it may wait on the loop
             info = emu.connections()[0]
 
     assert info["flood_messages"] > 1000, info  # it was a flood
