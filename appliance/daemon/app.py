@@ -29,6 +29,7 @@ from appliance.audio.earcons import Earcons
 from appliance.audio.echo import EchoCanceller, open_canceller
 from appliance.audio.playback import Playback
 from appliance.audio.volume import Volume
+from appliance.breather import Breather
 from appliance.config import Config
 from appliance.daemon import service, state
 from appliance.daemon.control import ControlServer, socket_path
@@ -338,7 +339,9 @@ class Appliance:
     # -- the loop ---------------------------------------------------------------------
 
     async def _consume(self) -> None:
+        breather = Breather()  # a backlog (a Live flood) must not hold the loop: `status`
         while True:
+            await breather.breathe()
             item = await self.inbox.get()
             try:
                 await self._handle(item)

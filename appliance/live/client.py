@@ -47,6 +47,7 @@ from appliance.audio import dsp
 from appliance.config import LiveConfig
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError, LiveUnavailableError, classify
+from appliance.live.inflow import Inflow
 from appliance.live.setup import connect_config
 from appliance.tasks import cancel_and_wait
 
@@ -717,6 +718,7 @@ class LiveClient:
             raise AssertionError(kind)
 
     async def _receive(self, session: Any) -> None:
+        Inflow.install(session, self.connections)  # a flood neither starves the loop nor is parsed
         while True:  # receive() ends after each turn: call it again, forever
             async for message in session.receive():
                 self._dispatch(message)

@@ -77,6 +77,12 @@ class FaultKind(Enum):
     FREEZE = "freeze"
     """Stop reading and answering: no frames, no pongs, no close handshake (a hung
     server, or a link that went dead without a reset)."""
+    FLOOD = "flood"
+    """(At a turn.) Before the reply, send valid but useless messages as fast as the
+    connection takes them for `flood_s` seconds (an empty `serverContent` and an empty
+    output transcription in turn; with `flood_audio` also one sample of silent audio),
+    then the reply as usual:
+    a client that handles each message too slowly falls behind, or starves its loop."""
 
 
 @dataclass(slots=True)
@@ -107,6 +113,10 @@ class Fault:
     instead of at setup or a turn: the client is set up, then the connection fails
     (DROP, INTERNAL, MALFORMED, UNKNOWN_MESSAGE, CLOSE_NORMAL, FREEZE). With
     `once=False` every connection does."""
+    flood_s: float = 2.0
+    """FLOOD: how long the flood lasts."""
+    flood_audio: bool = False
+    """FLOOD: every third message is one sample of silent audio (it plays: not dropped)."""
     fired: int = 0
 
     def matches(self, connection: int, turn: int | None, message: int | None = None) -> bool:

@@ -110,6 +110,10 @@ class ConnectionInfo:
     """`lastConsumedClientMessageIndex` of each update sent (transparent resumption)."""
     resumed_at: tuple[int, int] | None = None
     """(connection, position) the resumed state ended at: what the client resends after."""
+    flood_messages: int = 0
+    """Useless messages sent by the FLOOD fault."""
+    flood_ended_ns: int | None = None
+    """When the FLOOD fault's last message went out (`time.monotonic_ns()`)."""
 
 
 class Hub:
@@ -638,7 +642,28 @@ class Session:
             return False
         if kind is FaultKind.GO_AWAY:
             self._spawn(self._go_away(fault))
+        if kind is FaultKind.FLOOD:
+            await self._flood(fault.flood_s, fault.flood_audio)
         return False
+
+    async def _flood(self, seconds: float, audio: bool) -> None:
+        """Send valid messages that carry nothing for `seconds`, as fast as the connection
+        takes them. Each send yields to the loop once, so an emulator sharing a loop with
+        its client does not starve it (the flood is then as fast as that loop allows)."""
+        silence = {"mimeType": f"audio/pcm;rate={OUTPUT_RATE}", "data": p.b64encode(bytes(2))}
+        useless: tuple[dict[str, Any], ...] = (
+            {"serverContent": {}},
+            {"serverContent": {"outputTranscription": {"text": ""}}},
+        )
+        if audio:
+            useless += ({"serverContent": {"modelTurn": {"parts": [{"inlineData": silence}]}}},)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            await self.send(useless[self.info.flood_messages % len(useless)])
+            self.info.flood_messages += 1
+            await asyncio.sleep(0)
+        self.info.flood_ended_ns = time.monotonic_ns()
+        log.info("connection %d: flooded %d messages", self.info.id, self.info.flood_messages)
 
     async def _send_junk(self, kind: FaultKind, size: int = 0) -> None:
         if kind is FaultKind.MALFORMED:

@@ -1,0 +1,98 @@
+"""What comes in from the Live API, before the SDK parses it: frames that carry nothing
+are dropped, and the daemon's loop gets its turn however fast frames arrive.
+
+Why: the google-genai SDK turns every frame into a pydantic `LiveServerMessage` (about
+0.2 ms on a fast PC, ten times that on a Pi Zero 2 W), and `session.receive()` never
+yields to the event loop while websockets has frames queued, which it fills from one
+TLS read by the thousand. A server flooding tiny messages (6,400 a second from the
+emulator's FLOOD fault) held the loop for seconds at a time: `status` on the control
+socket took up to 5 s and the daemon ended the turn 1.7 s after the flood did.
+
+`Inflow` wraps the session's websocket (the SDK reads `session._ws.recv()`): each
+`recv()` first yields to the loop if it has held it for a few milliseconds
+(`appliance.breather`), then returns the next frame that means something. A frame that
+means nothing is a `serverContent` and nothing else whose every field is empty (no
+parts, no transcription text, no flag set): the SDK would parse it and the client would
+do nothing with it. Anything else, including a frame this module cannot read, goes to
+the SDK as it came.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from appliance.breather import Breather
+
+log = logging.getLogger(__name__)
+
+REPORT_AFTER = 1000
+"""Empty frames on one connection before it is logged (once per connection)."""
+_EMPTY_TRANSCRIPTION = ("inputTranscription", "outputTranscription")
+
+
+def carries_nothing(frame: bytes | str) -> bool:
+    """True for a frame that is only a `serverContent` with every field empty."""
+    if len(frame) > 512:  # anything that big carries something; not worth parsing twice
+        return False
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return False  # the SDK raises its own error for it
+    if not isinstance(message, dict) or list(message) != ["serverContent"]:
+        return False
+    content = message["serverContent"]
+    if not isinstance(content, dict):
+        return False
+    for key, value in content.items():
+        if key in _EMPTY_TRANSCRIPTION:
+            if not isinstance(value, dict) or value.get("text"):
+                return False
+        elif key == "modelTurn":
+            if not isinstance(value, dict) or value.get("parts"):
+                return False
+        elif value not in (None, False, {}, [], ""):
+            return False
+    return True
+
+
+class Inflow:
+    """A session websocket's `recv()` that skips empty frames and lets the loop breathe."""
+
+    def __init__(self, ws: Any, connection: int = 0) -> None:
+        self._ws = ws
+        self._connection = connection
+        self._breather = Breather()
+        self.dropped = 0
+        """Frames dropped unparsed on this connection."""
+
+    @classmethod
+    def install(cls, session: Any, connection: int = 0) -> Inflow | None:
+        """Put an `Inflow` between the SDK session and its websocket; None (and the SDK
+        reads as it always did) if this SDK version keeps it elsewhere."""
+        ws = getattr(session, "_ws", None)
+        if ws is None or not hasattr(ws, "recv"):
+            log.debug("the SDK session has no _ws: frames are not filtered")
+            return None
+        inflow = cls(ws, connection)
+        session._ws = inflow
+        return inflow
+
+    async def recv(self, decode: bool | None = None) -> Any:
+        while True:
+            await self._breather.breathe()
+            frame = await self._ws.recv(decode=decode)
+            if not carries_nothing(frame):
+                return frame
+            self.dropped += 1
+            if self.dropped == REPORT_AFTER:
+                log.warning(
+                    "the Live API sent %d messages that carried nothing on connection %d; "
+                    "dropping such messages unparsed",
+                    self.dropped,
+                    self._connection,
+                )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ws, name)  # send, close, ...: the websocket's own
