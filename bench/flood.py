@@ -61,14 +61,14 @@ class _Count(logging.Handler):
 
 
 async def one_run(flood_s: float, audio: bool = False) -> Run:
+    from appliance.live.emulator import Fault, FaultKind
     from tests.rig.appliance import running_appliance
-    from tests.rig.emulator import tone
-    from tests.rig.emulator_process import emulator_process
+    from tests.rig.emulator_process import EmulatorProcess, flooding
     from tests.rig.gpio import mock_pins
     from tests.rig.jack import JackAudio, jack_rig, rig_alsa_config
     from tests.rig.probe import StatusProbe
 
-    flood = {"kind": "flood", "connection": 1, "turn": 1, "flood_s": flood_s, "flood_audio": audio}
+    flood = Fault(FaultKind.FLOOD, connection=1, turn=1, flood_s=flood_s, flood_audio=audio)
     counter = _Count()
     logging.getLogger().addHandler(counter)
     logging.getLogger().setLevel(logging.INFO)
@@ -78,7 +78,7 @@ async def one_run(flood_s: float, audio: bool = False) -> Run:
             os.environ["JACK_DEFAULT_SERVER"] = server.name
             jack = JackAudio(server, rig, Path(os.environ["ALSA_CONFIG_PATH"]))
             jack.reset()
-            with emulator_process([flood], tone(610, 300)) as emu:
+            with EmulatorProcess(flooding([flood]), records_kept=1000) as emu:
                 async with running_appliance(jack, emu, Path(tmp)) as r:  # type: ignore[arg-type]
                     assert r.app.control is not None
                     probe = StatusProbe(r.app.control.path).start()
@@ -90,11 +90,11 @@ async def one_run(flood_s: float, audio: bool = False) -> Run:
                     done = time.monotonic()
                     await asyncio.to_thread(probe.stop)  # it may wait on the loop
                     records = counter.count
-                    info = emu.connections()[0]
-                    ended = info["flood_ended_ns"] / 1e9
+                    info = emu.connections[0]
+                    ended = info.flood_ended_ns / 1e9
                     during = probe.between(ended - flood_s, ended)
                     return Run(
-                        messages=info["flood_messages"],
+                        messages=info.flood_messages,
                         flood_s=flood_s,
                         idle_status_ms=statistics.median(idle) * 1000,
                         flood_status_ms=[s.latency * 1000 for s in during],

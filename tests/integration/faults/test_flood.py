@@ -20,10 +20,9 @@ import pytest
 
 from appliance.audio.fakes import eventually
 from appliance.daemon.state import Ask
-from appliance.live.emulator import Emulator
+from appliance.live.emulator import Emulator, Fault, FaultKind
 from tests.rig.appliance import running_appliance
-from tests.rig.emulator import tone
-from tests.rig.emulator_process import emulator_process
+from tests.rig.emulator_process import EmulatorProcess, flooding
 from tests.rig.jack import JackAudio
 from tests.rig.probe import StatusProbe
 
@@ -36,8 +35,8 @@ async def test_status_answers_during_a_flood_and_the_daemon_keeps_up(
     jack_audio: JackAudio, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    flood = {"kind": "flood", "connection": 1, "turn": 1, "flood_s": FLOOD_S}
-    with emulator_process([flood], tone(610, 300)) as emu:
+    flood = Fault(FaultKind.FLOOD, connection=1, turn=1, flood_s=FLOOD_S)
+    with EmulatorProcess(flooding([flood]), records_kept=1000) as emu:
         server: Emulator = emu  # type: ignore[assignment]  # what running_appliance reads
         async with running_appliance(jack_audio, server, tmp_path) as r:
             assert r.app.control is not None
@@ -57,10 +56,10 @@ async def test_status_answers_during_a_flood_and_the_daemon_keeps_up(
                 await r.wait_state("idle", after=idle + 1, within_s=10)
             finally:
                 await asyncio.to_thread(probe.stop)  # it may wait on the loop
-            info = emu.connections()[0]
+            info = emu.connections[0]
 
-    assert info["flood_messages"] > 1000, info  # it was a flood
-    ended = info["flood_ended_ns"] / 1e9
+    assert info.flood_messages > 1000, info  # it was a flood
+    ended = info.flood_ended_ns / 1e9
     during = probe.between(ended - FLOOD_S, ended)
     latencies = [round(s.latency, 3) for s in during]
     # `status` kept answering all through the flood, each time within a fraction of it.
