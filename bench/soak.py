@@ -6,7 +6,7 @@ no audio left the device outside a conversation (tests.rig.privacy).
 The daemon runs in this process (tests/rig/appliance.py `running_appliance` on the JACK
 dummy rig, with the TLS Live emulator and the real google-genai SDK), so RSS, open fds,
 asyncio tasks and threads are read from /proc/self and the running loop. The emulator
-runs in a process of its own (bench/emulator_process.py), so what it keeps does not
+runs in a process of its own (tests/rig/emulator_process.py), so what it keeps does not
 count as the daemon's; the short variant in the test run keeps it in-process.
 
     .venv/bin/python bench/soak.py                      # 2000 turns, seed 1
@@ -48,7 +48,6 @@ from appliance.live.emulator import (  # noqa: E402
     ToolCallSpec,
 )
 from appliance.live.emulator.recorder import Recorder  # noqa: E402
-from bench.emulator_process import EmulatorProcess  # noqa: E402
 
 if TYPE_CHECKING:  # tests.rig imports numpy and the JACK rig: at run time, lazily
     from tests.rig.appliance import Running
@@ -410,6 +409,8 @@ async def main_async(args: argparse.Namespace) -> SoakResult:
         os.environ["JACK_DEFAULT_SERVER"] = server.name
         jack = JackAudio(server, rig, Path(os.environ["ALSA_CONFIG_PATH"]))
         jack.reset()
+        from tests.rig.emulator_process import EmulatorProcess
+
         with EmulatorProcess(scenario(), records_kept=RECORDS_KEPT) as emu:
             return await soak(
                 jack,
