@@ -13,8 +13,9 @@ What the SDK leaves to us, and this module does:
   connection is up. Input the old connection took but the service had not consumed is
   sent again: with transparent resumption exactly the messages after the server's
   `last_consumed_client_message_index` (see `SentLog` for how messages are counted),
-  without it the realtime input the model had not answered yet. Nothing the user said
-  while reconnecting is lost, and nothing the service consumed is sent twice.
+  without it the realtime input and typed questions the model had not answered yet.
+  Nothing the user said while reconnecting is lost, and nothing the service consumed
+  is sent twice.
 - On `goAway` we move to a new connection before the server cuts the old one: at once,
   or, while a reply is in progress, once it ended and the resumption update covering
   it came (so the reply is not cut off and is not asked for again), but never later
@@ -64,7 +65,11 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 BACKLOG_AUDIO_BYTES = 60 * 32000
 """At most this much 16 kHz audio (60 s) is kept while reconnecting; older is dropped."""
 REALTIME_KINDS = frozenset({"audio", "audio_stream_end", "video", "activity_start", "activity_end"})
-"""Input that is resent on a new connection if the model had not answered it yet."""
+"""Input that is resent on a new connection if no handle since covers it and the model
+had not answered it yet (without an index)."""
+ASKED_KINDS = frozenset({"text"})
+"""A typed question: without an index, resent until the model answered it, whatever
+handle came meanwhile (see `SentLog.covered`)."""
 REPLY_RATE = 24_000
 """What the speaker plays: the Live API's usual output rate."""
 MAX_ERROR_CHARS = 400
@@ -190,6 +195,17 @@ class SentLog:
             self._forget(self._entries.popleft())
         self._warned = False
 
+    def covered(self) -> None:
+        """A handle came without an index: it stands for what the service had taken when
+        it was made, so realtime input sent before it is not resent. A typed question is
+        kept until the model answers it (`clear`): the handle may have been made while
+        the question was on its way (one comes right after setupComplete, before the
+        question sent on SessionReady arrives), and a question asked again costs a
+        repeat in the context, one lost costs the answer."""
+        kept = [entry for entry in self._entries if entry.item.kind in ASKED_KINDS]
+        self.clear()
+        self._entries.extend(kept)
+
     def clear(self) -> None:
         """Forget everything kept (without an index: the model answered what came before)."""
         self._entries.clear()
@@ -199,13 +215,15 @@ class SentLog:
     def take(self, *, indexed: bool) -> list[_Outgoing]:
         """The connection ended: what to resend on the next one, in order.
 
-        With an index, everything kept. Without one, today's rule: the realtime input
-        sent since the model last answered, and a message whose send failed. The log
-        then starts over for the next connection."""
+        With an index, everything kept. Without one: the realtime input and typed
+        questions sent since the model last answered (and no handle since covers), and a
+        message whose send failed (a tool response is not resent: the handle predates
+        its call). The log then starts over for the next connection."""
+        resent = REALTIME_KINDS | ASKED_KINDS
         items = [
             entry.item
             for entry in self._entries
-            if indexed or entry.failed or entry.item.kind in REALTIME_KINDS
+            if indexed or entry.failed or entry.item.kind in resent
         ]
         self.clear()
         self.position = 0
@@ -730,7 +748,7 @@ class LiveClient:
             # the server took so far (the old rule), so nothing sent before is resent.
             index = update.last_consumed_client_message_index
             if index is None:
-                self._log.clear()
+                self._log.covered()
             else:
                 self._log.consumed(index)
             self._handle, self._handle_index = update.new_handle, index
