@@ -19,14 +19,8 @@ from pydantic import SecretStr
 
 from appliance.config import LiveConfig
 from appliance.live import events as ev
-from appliance.live.client import (
-    BACKLOG_AUDIO_BYTES,
-    BACKLOG_VIDEO_FRAMES,
-    COALESCE_AUDIO_BYTES,
-    LiveClient,
-    SentLog,
-    _Outgoing,
-)
+from appliance.live.client import COALESCE_AUDIO_BYTES, LiveClient
+from appliance.live.resend import BACKLOG_AUDIO_BYTES, BACKLOG_VIDEO_FRAMES, Outgoing, SentLog
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,17 +38,17 @@ def audio(n: int) -> bytes:
 def test_positions_count_every_message_from_1_per_connection() -> None:
     log = SentLog()
     kinds = ["audio", "audio_stream_end", "text", "tool_response", "video", "activity_start"]
-    positions = [log.sent(_Outgoing(k, b"x" if k in ("audio", "video") else None)) for k in kinds]
+    positions = [log.sent(Outgoing(k, b"x" if k in ("audio", "video") else None)) for k in kinds]
     assert positions == [1, 2, 3, 4, 5, 6] and log.position == 6
     log.take(indexed=True)
-    assert log.sent(_Outgoing("audio", b"y")) == 1  # a new connection counts from 1 again
+    assert log.sent(Outgoing("audio", b"y")) == 1  # a new connection counts from 1 again
 
 
 def test_an_index_forgets_what_was_consumed_and_resends_the_rest_in_order() -> None:
     log = SentLog()
-    items = [_Outgoing("audio", audio(i)) for i in range(3)] + [
-        _Outgoing("text", "hi"),
-        _Outgoing("tool_response", (("fc-1", "f", {}, None),)),
+    items = [Outgoing("audio", audio(i)) for i in range(3)] + [
+        Outgoing("text", "hi"),
+        Outgoing("tool_response", (("fc-1", "f", {}, None),)),
     ]
     for item in items:
         log.sent(item)
@@ -68,7 +62,7 @@ def test_an_index_forgets_what_was_consumed_and_resends_the_rest_in_order() -> N
 def test_index_0_keeps_everything_and_a_later_index_never_brings_anything_back() -> None:
     log = SentLog()
     for i in range(4):
-        log.sent(_Outgoing("audio", audio(i)))
+        log.sent(Outgoing("audio", audio(i)))
     log.consumed(0)
     assert log.positions == [1, 2, 3, 4]
     log.consumed(3)
@@ -80,7 +74,7 @@ def test_an_index_past_what_was_sent_is_taken_as_everything(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = SentLog()
-    log.sent(_Outgoing("audio", audio(1)))
+    log.sent(Outgoing("audio", audio(1)))
     log.consumed(5)
     assert len(log) == 0 and "consumed message 5 of 1" in caplog.text
 
@@ -88,11 +82,11 @@ def test_an_index_past_what_was_sent_is_taken_as_everything(
 def test_without_an_index_realtime_input_questions_and_failed_sends_are_resent() -> None:
     log = SentLog()
     sent = [
-        _Outgoing("text", "one"),
-        _Outgoing("audio", audio(1)),
-        _Outgoing("tool_response", ()),
-        _Outgoing("audio_stream_end"),
-        _Outgoing("text", "two"),
+        Outgoing("text", "one"),
+        Outgoing("audio", audio(1)),
+        Outgoing("tool_response", ()),
+        Outgoing("audio_stream_end"),
+        Outgoing("text", "two"),
     ]
     for item in sent:
         log.sent(item)
@@ -107,13 +101,13 @@ def test_a_handle_without_an_index_covers_realtime_input_but_not_a_question() ->
     """The handle may have been made before the question arrived; only an answer says
     it reached the model."""
     log = SentLog()
-    question = _Outgoing("text", "what time is it")
-    log.sent(_Outgoing("audio", audio(1)))
+    question = Outgoing("text", "what time is it")
+    log.sent(Outgoing("audio", audio(1)))
     log.sent(question)
-    log.sent(_Outgoing("audio_stream_end"))
+    log.sent(Outgoing("audio_stream_end"))
     log.covered()
     assert log.positions == [2] and log.audio_bytes == 0
-    later = _Outgoing("audio", audio(2))
+    later = Outgoing("audio", audio(2))
     log.sent(later)
     assert log.take(indexed=False) == [question, later]
     log.sent(question)
@@ -128,23 +122,23 @@ def test_unconfirmed_audio_is_bounded_oldest_first_with_one_warning(
     caplog.set_level(logging.WARNING)
     log = SentLog()
     n = BACKLOG_AUDIO_BYTES // CHUNK
-    log.sent(_Outgoing("text", "kept"))
+    log.sent(Outgoing("text", "kept"))
     for i in range(n + 3):
-        log.sent(_Outgoing("audio", audio(i)))
+        log.sent(Outgoing("audio", audio(i)))
     assert log.audio_bytes == n * CHUNK
     assert log.dropped_audio_bytes == 3 * CHUNK and log.dropped_messages == 3
     assert log.positions[:2] == [1, 5]  # the text stays; audio 2..4 (the oldest) went
     assert caplog.text.count("oldest unconfirmed audio is dropped") == 1
     log.consumed(log.position)  # the service caught up: a later overflow warns again
     for i in range(n + 1):
-        log.sent(_Outgoing("audio", audio(i)))
+        log.sent(Outgoing("audio", audio(i)))
     assert caplog.text.count("oldest unconfirmed audio is dropped") == 2
 
 
 def test_unconfirmed_video_is_bounded_too() -> None:
     log = SentLog()
     for i in range(BACKLOG_VIDEO_FRAMES + 2):
-        log.sent(_Outgoing("video", bytes([i])))
+        log.sent(Outgoing("video", bytes([i])))
     assert log.video_frames == BACKLOG_VIDEO_FRAMES and log.dropped_messages == 2
     assert log.positions[0] == 3
 
