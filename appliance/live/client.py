@@ -13,8 +13,9 @@ What the SDK leaves to us, and this module does:
   connection is up. Input the old connection took but the service had not consumed is
   sent again: with transparent resumption exactly the messages after the server's
   `last_consumed_client_message_index` (see `SentLog` for how messages are counted),
-  without it the realtime input the model had not answered yet. Nothing the user said
-  while reconnecting is lost, and nothing the service consumed is sent twice.
+  without it the realtime input and typed questions the model had not answered yet.
+  Nothing the user said while reconnecting is lost, and nothing the service consumed
+  is sent twice.
 - On `goAway` we move to a new connection before the server cuts the old one: at once,
   or, while a reply is in progress, once it ended and the resumption update covering
   it came (so the reply is not cut off and is not asked for again), but never later
@@ -36,7 +37,6 @@ import random
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from google import genai
@@ -48,6 +48,7 @@ from appliance.config import LiveConfig
 from appliance.live import events as ev
 from appliance.live.errors import LiveError, LiveFatalError, LiveUnavailableError, classify
 from appliance.live.inflow import Inflow
+from appliance.live.resend import BACKLOG_AUDIO_BYTES, Outgoing, SentLog
 from appliance.live.setup import connect_config
 from appliance.tasks import cancel_and_wait
 
@@ -62,10 +63,6 @@ _ws_log.setLevel(max(_ws_log.getEffectiveLevel(), logging.INFO))
 AUDIO_MIME = "audio/pcm;rate=16000"
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 """websockets' 1 MiB default closes the socket on a large reply frame or a big JPEG."""
-BACKLOG_AUDIO_BYTES = 60 * 32000
-"""At most this much 16 kHz audio (60 s) is kept while reconnecting; older is dropped."""
-REALTIME_KINDS = frozenset({"audio", "audio_stream_end", "video", "activity_start", "activity_end"})
-"""Input that is resent on a new connection if the model had not answered it yet."""
 REPLY_RATE = 24_000
 """What the speaker plays: the Live API's usual output rate."""
 MAX_ERROR_CHARS = 400
@@ -76,16 +73,6 @@ COALESCE_AUDIO_BYTES = 3200
 """When audio queues up, periods are joined into messages of up to 100 ms: fewer frames."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Outgoing:
-    """One queued send; `audio` is set for audio so consecutive periods can be joined."""
-
-    kind: str
-    payload: Any = None
-
-
-BACKLOG_VIDEO_FRAMES = 60
-"""At most this many camera frames (about a minute's) are kept for resending."""
 HEALTHY_S = 30.0
 """A connection that carried a model turn, or lasted this long, was healthy: the failure
 count (and so the backoff) starts again after it. One that was set up and broke sooner
@@ -95,145 +82,6 @@ CLOSE_TIMEOUT_S = 0.5
 """How long a connection's close handshake may take before the socket is just closed."""
 GO_AWAY_MARGIN_S = 1.0
 """On goAway we are on a new connection at the latest this long before the cut."""
-
-
-@dataclass(slots=True)
-class _Sent:
-    """A message sent on the current connection, at `position` in its client stream."""
-
-    position: int
-    item: _Outgoing
-    failed: bool = False
-    """Its send raised, so it may never have left: resent even when there is no index."""
-
-
-class SentLog:
-    """The client messages the service may not have consumed yet, kept for resending.
-
-    How messages are counted (`last_consumed_client_message_index`): per connection.
-    The setup message is 0, the first message after it 1, and every later client frame
-    one more, whatever it carries (`realtime_input` audio, video, text, activity or
-    audioStreamEnd signals, `client_content`, `tool_response`). The count starts again at
-    0 on every connection, a resumed one included; an update's index is a position in
-    the stream of the connection it came on, and the handle in the same update stands
-    for the session after exactly that message (0: nothing after setup). Why per
-    connection: a position in the request stream is the one number both ends can count
-    without agreeing on anything else, and a client resuming with a handle kept from an
-    earlier run cannot know an older numbering. The service does not document it; the
-    emulator counts the same way and the tests pin it.
-
-    So the log holds, in order, each message sent on this connection after the one the
-    newest handle covers. At a reconnect they are resent first, in order, as they were
-    (not joined with other audio), and get new positions on the new connection. Updates
-    trim it; audio beyond `BACKLOG_AUDIO_BYTES` and video beyond `BACKLOG_VIDEO_FRAMES`
-    are dropped oldest first (that input is then lost), with one warning per overflow.
-    """
-
-    def __init__(
-        self,
-        audio_limit: int = BACKLOG_AUDIO_BYTES,
-        video_limit: int = BACKLOG_VIDEO_FRAMES,
-    ) -> None:
-        self._entries: collections.deque[_Sent] = collections.deque()
-        self._audio_limit = audio_limit
-        self._video_limit = video_limit
-        self._warned = False
-        self.position = 0
-        """Position of the last message sent on this connection (0: none after setup)."""
-        self.audio_bytes = 0
-        self.video_frames = 0
-        self.dropped_audio_bytes = 0
-        self.dropped_messages = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @property
-    def positions(self) -> list[int]:
-        """The positions kept, oldest first (for tests and logs)."""
-        return [entry.position for entry in self._entries]
-
-    def sent(self, item: _Outgoing) -> int:
-        """`item` goes out as the next message of this connection: number it, keep it.
-
-        Called before the send: a message that may have left must be counted, or every
-        later position would be one off from the server's."""
-        self.position += 1
-        self._entries.append(_Sent(self.position, item))
-        if item.kind == "audio":
-            self.audio_bytes += len(item.payload)
-            while self.audio_bytes > self._audio_limit:
-                self._drop_oldest("audio")
-        elif item.kind == "video":
-            self.video_frames += 1
-            while self.video_frames > self._video_limit:
-                self._drop_oldest("video")
-        return self.position
-
-    def failed(self, position: int) -> None:
-        """The send of the message at `position` raised."""
-        for entry in reversed(self._entries):
-            if entry.position == position:
-                entry.failed = True
-                return
-
-    def consumed(self, index: int) -> None:
-        """The service consumed this connection's messages up to `index`: forget them."""
-        if index > self.position:
-            log.warning(
-                "the Live API says it consumed message %d of %d sent; taking %d",
-                index,
-                self.position,
-                self.position,
-            )
-            index = self.position
-        while self._entries and self._entries[0].position <= index:
-            self._forget(self._entries.popleft())
-        self._warned = False
-
-    def clear(self) -> None:
-        """Forget everything kept (without an index: the model answered what came before)."""
-        self._entries.clear()
-        self.audio_bytes = self.video_frames = 0
-        self._warned = False
-
-    def take(self, *, indexed: bool) -> list[_Outgoing]:
-        """The connection ended: what to resend on the next one, in order.
-
-        With an index, everything kept. Without one, today's rule: the realtime input
-        sent since the model last answered, and a message whose send failed. The log
-        then starts over for the next connection."""
-        items = [
-            entry.item
-            for entry in self._entries
-            if indexed or entry.failed or entry.item.kind in REALTIME_KINDS
-        ]
-        self.clear()
-        self.position = 0
-        return items
-
-    def _forget(self, entry: _Sent) -> None:
-        if entry.item.kind == "audio":
-            self.audio_bytes -= len(entry.item.payload)
-        elif entry.item.kind == "video":
-            self.video_frames -= 1
-
-    def _drop_oldest(self, kind: str) -> None:
-        for i, entry in enumerate(self._entries):
-            if entry.item.kind == kind:
-                del self._entries[i]
-                self._forget(entry)
-                self.dropped_messages += 1
-                if kind == "audio":
-                    self.dropped_audio_bytes += len(entry.item.payload)
-                if not self._warned:
-                    self._warned = True
-                    log.warning(
-                        "the Live API has not confirmed the input of the last minute: the "
-                        "oldest unconfirmed %s is dropped and will not be resent",
-                        kind,
-                    )
-                return
 
 
 class LiveClient:
@@ -274,13 +122,13 @@ class LiveClient:
             http_options=_http_options(config, ssl_context),
         )
         self._events: asyncio.Queue[ev.LiveEvent] = asyncio.Queue()
-        self._outbox: collections.deque[_Outgoing] = collections.deque()
+        self._outbox: collections.deque[Outgoing] = collections.deque()
         self._outbox_audio_bytes = 0
         self._outbox_ready = asyncio.Event()
         self._pending_usage: ev.Usage | None = None
         self._log = SentLog()
         """What was sent on this connection and not yet consumed (or answered)."""
-        self._resend: collections.deque[_Outgoing] = collections.deque()
+        self._resend: collections.deque[Outgoing] = collections.deque()
         """Messages of the previous connection to send first, as they are, in order."""
         self._handle_index: int | None = None
         """`last_consumed_client_message_index` of the update that gave `_handle`; None
@@ -368,30 +216,30 @@ class LiveClient:
         if not pcm:
             return
         self._outbox_audio_bytes += len(pcm)
-        self._put(_Outgoing("audio", pcm))
+        self._put(Outgoing("audio", pcm))
         while self._outbox_audio_bytes > BACKLOG_AUDIO_BYTES:
             self._drop_oldest_audio()
 
     def end_audio_stream(self) -> None:
         """The microphone pauses (the voice gate closed): the service flushes what it has
         and may end the turn; sending audio again reopens the stream."""
-        self._put(_Outgoing("audio_stream_end"))
+        self._put(Outgoing("audio_stream_end"))
 
     def send_video(self, jpeg: bytes) -> None:
         """Queue one JPEG frame."""
-        self._put(_Outgoing("video", jpeg))
+        self._put(Outgoing("video", jpeg))
 
     def activity_start(self) -> None:
         """The user started talking (hold-to-talk: automatic activity detection off)."""
-        self._put(_Outgoing("activity_start"))
+        self._put(Outgoing("activity_start"))
 
     def activity_end(self) -> None:
         """The user stopped talking (hold-to-talk)."""
-        self._put(_Outgoing("activity_end"))
+        self._put(Outgoing("activity_end"))
 
     def send_text(self, text: str) -> None:
         """A typed user turn (`appliance ask`); the model answers it in speech."""
-        self._put(_Outgoing("text", text))
+        self._put(Outgoing("text", text))
 
     def send_tool_response(
         self, responses: Sequence[tuple[str, str, dict[str, Any], str | None]]
@@ -403,7 +251,7 @@ class LiveClient:
         20 ms of silence follows it as realtime input: Gemini 3.x was seen to wait for
         more input after a function response before it went on (pipecat), and while the
         reply plays or the voice gate is closed nothing else would come. Half a token."""
-        self._put(_Outgoing("tool_response", tuple(responses)))
+        self._put(Outgoing("tool_response", tuple(responses)))
         self.send_audio(TOOL_RESPONSE_NUDGE)
 
     async def events(self) -> AsyncIterator[ev.LiveEvent]:
@@ -414,7 +262,7 @@ class LiveClient:
             if isinstance(event, ev.FatalError | ev.Offline):
                 return
 
-    def _put(self, item: _Outgoing) -> None:
+    def _put(self, item: Outgoing) -> None:
         self._outbox.append(item)
         self._outbox_ready.set()
 
@@ -629,7 +477,7 @@ class LiveClient:
                 self._log.failed(position)
                 raise
 
-    def _next(self) -> _Outgoing | None:
+    def _next(self) -> Outgoing | None:
         if self._resend:
             item = self._resend.popleft()
             self.resent_messages += 1
@@ -666,7 +514,7 @@ class LiveClient:
         """The model's turn is under way: replying, or waiting on a tool it called."""
         return self._replying or self._tool_turn
 
-    def _take(self) -> _Outgoing:
+    def _take(self) -> Outgoing:
         """Pop the next send; join audio periods queued back to back into one message."""
         item = self._outbox.popleft()
         if item.kind != "audio":
@@ -678,10 +526,10 @@ class LiveClient:
             chunks.append(nxt.payload)
             size += len(nxt.payload)
         self._outbox_audio_bytes -= size
-        return item if len(chunks) == 1 else _Outgoing("audio", b"".join(chunks))
+        return item if len(chunks) == 1 else Outgoing("audio", b"".join(chunks))
 
     @staticmethod
-    async def _send_one(session: Any, item: _Outgoing) -> None:
+    async def _send_one(session: Any, item: Outgoing) -> None:
         kind, payload = item.kind, item.payload
         if kind == "audio":
             await session.send_realtime_input(audio=types.Blob(data=payload, mime_type=AUDIO_MIME))
@@ -714,7 +562,7 @@ class LiveClient:
                     for call_id, name, response, scheduling in payload
                 ]
             )
-        else:  # pragma: no cover - _Outgoing kinds are all listed above
+        else:  # pragma: no cover - Outgoing kinds are all listed above
             raise AssertionError(kind)
 
     async def _receive(self, session: Any) -> None:
@@ -732,7 +580,7 @@ class LiveClient:
             # the server took so far (the old rule), so nothing sent before is resent.
             index = update.last_consumed_client_message_index
             if index is None:
-                self._log.clear()
+                self._log.covered()
             else:
                 self._log.consumed(index)
             self._handle, self._handle_index = update.new_handle, index

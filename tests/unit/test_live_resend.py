@@ -19,14 +19,8 @@ from pydantic import SecretStr
 
 from appliance.config import LiveConfig
 from appliance.live import events as ev
-from appliance.live.client import (
-    BACKLOG_AUDIO_BYTES,
-    BACKLOG_VIDEO_FRAMES,
-    COALESCE_AUDIO_BYTES,
-    LiveClient,
-    SentLog,
-    _Outgoing,
-)
+from appliance.live.client import COALESCE_AUDIO_BYTES, LiveClient
+from appliance.live.resend import BACKLOG_AUDIO_BYTES, BACKLOG_VIDEO_FRAMES, Outgoing, SentLog
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,17 +38,17 @@ def audio(n: int) -> bytes:
 def test_positions_count_every_message_from_1_per_connection() -> None:
     log = SentLog()
     kinds = ["audio", "audio_stream_end", "text", "tool_response", "video", "activity_start"]
-    positions = [log.sent(_Outgoing(k, b"x" if k in ("audio", "video") else None)) for k in kinds]
+    positions = [log.sent(Outgoing(k, b"x" if k in ("audio", "video") else None)) for k in kinds]
     assert positions == [1, 2, 3, 4, 5, 6] and log.position == 6
     log.take(indexed=True)
-    assert log.sent(_Outgoing("audio", b"y")) == 1  # a new connection counts from 1 again
+    assert log.sent(Outgoing("audio", b"y")) == 1  # a new connection counts from 1 again
 
 
 def test_an_index_forgets_what_was_consumed_and_resends_the_rest_in_order() -> None:
     log = SentLog()
-    items = [_Outgoing("audio", audio(i)) for i in range(3)] + [
-        _Outgoing("text", "hi"),
-        _Outgoing("tool_response", (("fc-1", "f", {}, None),)),
+    items = [Outgoing("audio", audio(i)) for i in range(3)] + [
+        Outgoing("text", "hi"),
+        Outgoing("tool_response", (("fc-1", "f", {}, None),)),
     ]
     for item in items:
         log.sent(item)
@@ -68,7 +62,7 @@ def test_an_index_forgets_what_was_consumed_and_resends_the_rest_in_order() -> N
 def test_index_0_keeps_everything_and_a_later_index_never_brings_anything_back() -> None:
     log = SentLog()
     for i in range(4):
-        log.sent(_Outgoing("audio", audio(i)))
+        log.sent(Outgoing("audio", audio(i)))
     log.consumed(0)
     assert log.positions == [1, 2, 3, 4]
     log.consumed(3)
@@ -80,24 +74,46 @@ def test_an_index_past_what_was_sent_is_taken_as_everything(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log = SentLog()
-    log.sent(_Outgoing("audio", audio(1)))
+    log.sent(Outgoing("audio", audio(1)))
     log.consumed(5)
     assert len(log) == 0 and "consumed message 5 of 1" in caplog.text
 
 
-def test_without_an_index_only_realtime_input_and_failed_sends_are_resent() -> None:
+def test_without_an_index_realtime_input_questions_and_failed_sends_are_resent() -> None:
     log = SentLog()
     sent = [
-        _Outgoing("text", "one"),
-        _Outgoing("audio", audio(1)),
-        _Outgoing("tool_response", ()),
-        _Outgoing("audio_stream_end"),
-        _Outgoing("text", "two"),
+        Outgoing("text", "one"),
+        Outgoing("audio", audio(1)),
+        Outgoing("tool_response", ()),
+        Outgoing("audio_stream_end"),
+        Outgoing("text", "two"),
     ]
     for item in sent:
         log.sent(item)
-    log.failed(5)
-    assert log.take(indexed=False) == [sent[1], sent[3], sent[4]]
+    log.failed(3)
+    assert log.take(indexed=False) == sent  # the tool response only because it failed
+    for item in sent:
+        log.sent(item)
+    assert log.take(indexed=False) == [sent[0], sent[1], sent[3], sent[4]]
+
+
+def test_a_handle_without_an_index_covers_realtime_input_but_not_a_question() -> None:
+    """The handle may have been made before the question arrived; only an answer says
+    it reached the model."""
+    log = SentLog()
+    question = Outgoing("text", "what time is it")
+    log.sent(Outgoing("audio", audio(1)))
+    log.sent(question)
+    log.sent(Outgoing("audio_stream_end"))
+    log.covered()
+    assert log.positions == [2] and log.audio_bytes == 0
+    later = Outgoing("audio", audio(2))
+    log.sent(later)
+    assert log.take(indexed=False) == [question, later]
+    log.sent(question)
+    log.covered()
+    log.clear()  # the model answered
+    assert log.take(indexed=False) == []
 
 
 def test_unconfirmed_audio_is_bounded_oldest_first_with_one_warning(
@@ -106,23 +122,23 @@ def test_unconfirmed_audio_is_bounded_oldest_first_with_one_warning(
     caplog.set_level(logging.WARNING)
     log = SentLog()
     n = BACKLOG_AUDIO_BYTES // CHUNK
-    log.sent(_Outgoing("text", "kept"))
+    log.sent(Outgoing("text", "kept"))
     for i in range(n + 3):
-        log.sent(_Outgoing("audio", audio(i)))
+        log.sent(Outgoing("audio", audio(i)))
     assert log.audio_bytes == n * CHUNK
     assert log.dropped_audio_bytes == 3 * CHUNK and log.dropped_messages == 3
     assert log.positions[:2] == [1, 5]  # the text stays; audio 2..4 (the oldest) went
     assert caplog.text.count("oldest unconfirmed audio is dropped") == 1
     log.consumed(log.position)  # the service caught up: a later overflow warns again
     for i in range(n + 1):
-        log.sent(_Outgoing("audio", audio(i)))
+        log.sent(Outgoing("audio", audio(i)))
     assert caplog.text.count("oldest unconfirmed audio is dropped") == 2
 
 
 def test_unconfirmed_video_is_bounded_too() -> None:
     log = SentLog()
     for i in range(BACKLOG_VIDEO_FRAMES + 2):
-        log.sent(_Outgoing("video", bytes([i])))
+        log.sent(Outgoing("video", bytes([i])))
     assert log.video_frames == BACKLOG_VIDEO_FRAMES and log.dropped_messages == 2
     assert log.positions[0] == 3
 
@@ -310,25 +326,64 @@ async def test_a_drop_before_any_update_on_the_new_connection_resends_it_all_aga
         assert client.resent_messages == 3 + 4
 
 
-async def test_without_an_index_the_old_rule_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_without_an_index_what_was_not_answered_is_resent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     rig = Rig(monkeypatch)
     client = rig.client
     async with client:
         first = await rig.connection(1)
+        client.send_audio(audio(0))
+        client.send_text("zero")
+        await until(lambda: len(first.sent) == 2)
+        first.push(reply_audio())  # answered: neither is resent
+        first.push(turn_complete())
+        await until(lambda: client._in_turn is False and not client._log)
         client.send_audio(audio(1))
         client.send_text("one")
-        await until(lambda: len(first.sent) == 2)
-        first.push(update("h1", None))  # no index: what came before reached the model
+        await until(lambda: len(first.sent) == 4)
+        first.push(update("h1", None))  # no index: the audio before it reached the model
         await until(lambda: client.resumption_handle == "h1")
         client.send_audio(audio(2))
         client.send_text("two")
         client.end_audio_stream()
-        await until(lambda: len(first.sent) == 5)
+        await until(lambda: len(first.sent) == 7)
         first.push(ConnectionResetError())
         second = await rig.connection(2)
-        await until(lambda: len(second.sent) == 2)
+        await until(lambda: len(second.sent) == 4)
         await asyncio.sleep(0.05)
-        assert second.sent == [("audio", audio(2)), ("audio_stream_end", None)]
+        assert second.sent == [
+            ("text", "one"),  # not answered: the handle may predate it
+            ("audio", audio(2)),
+            ("text", "two"),
+            ("audio_stream_end", None),
+        ]
+
+
+async def test_a_question_left_on_a_go_away_connection_is_asked_once_on_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fault matrix's "goAway after setup": setupComplete, a handle, goAway at once,
+    and the question the app sent on SessionReady went out on the old connection."""
+    rig = Rig(monkeypatch)
+    client = rig.client
+    async with client:
+        first = await rig.connection(1)
+        client.send_text("hello")
+        await until(lambda: first.sent == [("text", "hello")])
+        first.push(update("h1", None))  # made before the question arrived
+        first.push(go_away("1.5s"))
+        second = await rig.connection(2)
+        await until(lambda: second.sent == [("text", "hello")])
+        assert rig.handles == [None, "h1"] and client.resent_messages == 1
+        second.push(reply_audio())
+        second.push(turn_complete())
+        second.push(update("h2", None))
+        await until(lambda: client.resumption_handle == "h2")
+        second.push(go_away("10s"))  # answered there: not asked a third time
+        third = await rig.connection(3)
+        await asyncio.sleep(0.05)
+        assert third.sent == [] and client.resent_messages == 1
 
 
 async def test_go_away_between_turns_opens_the_new_connection_before_closing_the_old(

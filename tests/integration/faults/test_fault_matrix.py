@@ -58,13 +58,6 @@ def at_turn(kind: FaultKind, **kw: object) -> tuple[Fault, ...]:
     return (Fault(kind, connection=1, turn=1, **kw),)  # type: ignore[arg-type]
 
 
-GO_AWAY_LOSES_THE_QUESTION = pytest.mark.xfail(
-    strict=True,
-    reason="a goAway right after setup switches connections at once and the typed question "
-    "sent on the old connection is not sent again: no answer, reply timeout, error earcon "
-    "(appliance/live/client.py)",
-)
-
 ROWS: dict[str, Row] = {
     "bad key": Row(at_setup(FaultKind.BAD_KEY), said="rejected the API key", fatal="API key"),
     "unknown model": Row(
@@ -82,7 +75,6 @@ ROWS: dict[str, Row] = {
         at_setup(FaultKind.GO_AWAY, time_left_s=1.5),
         said="(goAway, time left",
         answered=True,
-        marks=(GO_AWAY_LOSES_THE_QUESTION,),
     ),
     "no setupComplete": Row(
         at_setup(FaultKind.NO_SETUP_COMPLETE), said="no setupComplete", answered=True
