@@ -38,5 +38,17 @@ def test_an_unknown_device_is_an_answer_not_a_hang() -> None:
 def test_a_child_that_does_not_finish_in_time_counts_as_hung(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(stalls, "_PROBE", "import time; time.sleep(30)")
+    monkeypatch.setattr(stalls, "_PROBE", "import time; print('ready', flush=True); time.sleep(30)")
     assert not stalls.answers("anything", "capture", within_s=0.5)
+
+
+def test_a_child_that_never_gets_ready_counts_as_hung(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stalls, "_PROBE", "import time; time.sleep(30)")
+    assert not stalls.answers("anything", "capture", start_within_s=0.5)
+
+
+def test_a_slow_python_start_is_not_a_hung_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Pi Zero 2 W under load takes seconds to start Python: only the open and close
+    # count against the bound, or a healthy device would never be reopened.
+    monkeypatch.setattr(stalls, "_PROBE", "import time; time.sleep(1.5); print('ready')")
+    assert stalls.answers("anything", "capture", within_s=0.5)
