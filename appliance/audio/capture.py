@@ -409,7 +409,7 @@ class Capture(ReportsDeviceState):
                 error = classify(exc, self.device, "capture")
             finally:
                 after_stall = isinstance(error, DeviceStalledError)
-                release(pcm, self.device, stalled=after_stall)
+                release(pcm, self.device, "capture", stalled=after_stall)
             if self.periods_read > read_before:  # it worked for a while: retry soon
                 backoff.reset()
             if error is not None and not stop.is_set():  # reported once released

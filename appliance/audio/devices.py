@@ -226,7 +226,7 @@ def open_alsa(spec: PcmSpec) -> Any:
             raise DeviceStalledError(
                 spec.device, spec.direction, "it still does not answer (a sound server that hangs?)"
             )
-        stalls.reclaim(spec.device)
+        stalls.reclaim(spec.device, spec.direction)
     try:
         pcm = alsaaudio.PCM(
             type=alsaaudio.PCM_CAPTURE if spec.direction == "capture" else alsaaudio.PCM_PLAYBACK,
@@ -382,12 +382,14 @@ class XrunLog:
         self._last_log = self._clock() if now is None else now
 
 
-def release(pcm: CapturePcm | PlaybackPcm, device: str, *, stalled: bool) -> None:
+def release(
+    pcm: CapturePcm | PlaybackPcm, device: str, direction: Direction, *, stalled: bool
+) -> None:
     """Close `pcm`, unless it stalled: then park it (`stalls.park`), since closing it
     could block the whole process on a hung sound server."""
     if stalled:
         from appliance.audio import stalls
 
-        stalls.park(pcm, device)
+        stalls.park(pcm, device, direction)
         return
     pcm.close()

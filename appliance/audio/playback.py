@@ -388,7 +388,7 @@ class Playback(ReportsDeviceState):
                 if not stalled:  # a stalled one may block in drop/close, holding the GIL
                     with contextlib.suppress(Exception):
                         pcm.drop()  # close() would drain: never play stale audio
-                release(pcm, self.device, stalled=stalled)
+                release(pcm, self.device, "playback", stalled=stalled)
             with self._lock:
                 if self._closing or generation != self._generation:
                     return

@@ -59,7 +59,9 @@ except alsaaudio.ALSAAudioError:
 device yet), then opens and closes in non-blocking mode: a busy device answers "busy" at
 once, which is an answer (the server is not hung), not a reason to wait."""
 
-_parked: dict[str, list[Any]] = {}
+_parked: dict[tuple[str, str], list[Any]] = {}
+"""Parked handles by (device, direction): "default" names both the microphone and the
+speaker, and one answering says nothing of the other (a hung Bluetooth speaker)."""
 _lock = threading.Lock()
 _said: set[str] = set()
 """What `answers` warned of already (once per process: it runs at every retry)."""
@@ -71,7 +73,7 @@ def _warn_once(message: str, *args: object) -> None:
         log.warning(message, *args)
 
 
-def park(pcm: Any, device: str) -> None:
+def park(pcm: Any, device: str, direction: str) -> None:
     """Keep a stalled handle open and out of reach of the collector until `reclaim`.
 
     The extra reference (`Py_IncRef`) also keeps it from being closed at the
@@ -80,14 +82,16 @@ def park(pcm: Any, device: str) -> None:
     """
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(pcm))
     with _lock:
-        _parked.setdefault(device, []).append(pcm)
+        _parked.setdefault((device, direction), []).append(pcm)
     log.warning("the stalled device's handle is left open until the device answers again")
 
 
-def parked(device: str) -> int:
-    """How many stalled handles of `device` are held."""
+def parked(device: str, direction: str | None = None) -> int:
+    """How many stalled handles of `device` (in `direction`, or either) are held."""
     with _lock:
-        return len(_parked.get(device, ()))
+        return sum(
+            len(h) for (d, way), h in _parked.items() if d == device and direction in (None, way)
+        )
 
 
 def answers(
@@ -129,10 +133,10 @@ def answers(
     return True
 
 
-def reclaim(device: str) -> None:
-    """Close the parked handles of a device that answers again."""
+def reclaim(device: str, direction: str) -> None:
+    """Close the parked handles of a device that answers again in `direction`."""
     with _lock:
-        handles = _parked.pop(device, [])
+        handles = _parked.pop((device, direction), [])
     for pcm in handles:
         try:
             pcm.close()

@@ -17,17 +17,30 @@ class Handle:
 
 def test_a_parked_handle_stays_open_until_its_device_is_reclaimed() -> None:
     first, second, other = Handle(), Handle(), Handle()
-    stalls.park(first, "spk")
-    stalls.park(second, "spk")
-    stalls.park(other, "mic")
+    stalls.park(first, "spk", "playback")
+    stalls.park(second, "spk", "playback")
+    stalls.park(other, "mic", "capture")
     assert stalls.parked("spk") == 2 and (first.closed, second.closed) == (0, 0)
 
-    stalls.reclaim("spk")
+    stalls.reclaim("spk", "playback")
 
     assert (first.closed, second.closed, other.closed) == (1, 1, 0)
     assert stalls.parked("spk") == 0 and stalls.parked("mic") == 1
-    stalls.reclaim("mic")
+    stalls.reclaim("mic", "capture")
     assert other.closed == 1
+
+
+def test_a_device_answering_one_way_closes_only_that_way_s_handles() -> None:
+    # "default" is both microphone and speaker: a microphone that answers again says
+    # nothing of a hung Bluetooth speaker, whose handle could block us in close().
+    mic, speaker = Handle(), Handle()
+    stalls.park(mic, "default", "capture")
+    stalls.park(speaker, "default", "playback")
+    stalls.reclaim("default", "capture")
+    assert (mic.closed, speaker.closed) == (1, 0)
+    assert stalls.parked("default") == stalls.parked("default", "playback") == 1
+    stalls.reclaim("default", "playback")
+    assert speaker.closed == 1
 
 
 def test_an_unknown_device_is_an_answer_not_a_hang() -> None:
