@@ -238,8 +238,8 @@ class Capture(ReportsDeviceState):
         self._watch: asyncio.TimerHandle | None = None
         self._left_behind: threading.Thread | None = None
         self.stuck = 0
-        self._died_of = ""
         """Capture threads left behind hanging in alsa-lib."""
+        self._died_of = ""  # what the last thread died of: said once per cause
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.stall_ms = max(1000, 10 * config.period_ms)
         """A device that delivers nothing for this long is treated as gone and reopened."""
