@@ -13,8 +13,12 @@ answers again:
   if the child does not finish within a bound of being ready (Python started: a slow
   start is not a hung device) it is killed and the device counts as still hung: the
   caller retries later, and the daemon stays responsive meanwhile;
-- once the device answered, the parked handles are closed (`reclaim`): a `hw:` device
-  that stalled would otherwise stay busy for good, held by its own old handle.
+- once the device answered, the parked handles are closed (`reclaim`) only if the open
+  says the device is busy: a `hw:` device that stalled would otherwise stay busy for
+  good, held by its own old handle. A sound server's device opens beside them, and they
+  stay parked for good (a few KiB each): closing a handle of a JACK server that died
+  segfaults in libjack, even once a new server runs (the jack rig's
+  server-going-away test).
 
 The child costs a Python start (about 0.1 s here, more on a Pi Zero), only after a stall.
 A server that hangs again between the child's check and our open still blocks us: the
