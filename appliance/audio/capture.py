@@ -238,8 +238,8 @@ class Capture(ReportsDeviceState):
         self._watch: asyncio.TimerHandle | None = None
         self._left_behind: threading.Thread | None = None
         self.stuck = 0
-        self._died_of = ""
         """Capture threads left behind hanging in alsa-lib."""
+        self._died_of = ""  # what the last thread died of: said once per cause
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.stall_ms = max(1000, 10 * config.period_ms)
         """A device that delivers nothing for this long is treated as gone and reopened."""
@@ -322,7 +322,12 @@ class Capture(ReportsDeviceState):
         with contextlib.suppress(BlockingIOError):
             os.write(self._wake_w, b"!")
         await asyncio.to_thread(thread.join, STUCK_S)
-        if thread.is_alive():
+        if thread.is_alive() and self._beat > time.monotonic_ns():
+            # Checking whether a stalled device answers (`stalls.answers`, bounded): not
+            # stuck; it ends by itself once the check does.
+            log.info("capture device %r: stops once the device check ends", self.device)
+            self._left_behind = thread
+        elif thread.is_alive():
             log.error("capture device %r: stuck in alsa-lib; thread left behind", self.device)
             self._leave_behind(thread)
         self._thread = None
@@ -379,7 +384,14 @@ class Capture(ReportsDeviceState):
     def _open_and_read(self, stop: threading.Event, after_stall: bool) -> None:
         backoff = Backoff(*self._retry_s)
         while not stop.is_set():
-            self._beat = time.monotonic_ns()
+            # After a stall the open first waits for a child to see the device answer
+            # (seconds, while the server hangs): that thread is not stuck in alsa-lib.
+            probe_ns = 0
+            if after_stall:
+                from appliance.audio.stalls import PROBE_BOUND_S  # ctypes: only when needed
+
+                probe_ns = int(PROBE_BOUND_S * 1e9)
+            self._beat = time.monotonic_ns() + probe_ns
             try:
                 pcm = self._opener(replace(self._spec, after_stall=after_stall))
             except Exception as exc:  # anything: the thread must outlive it and say so
@@ -397,7 +409,7 @@ class Capture(ReportsDeviceState):
                 error = classify(exc, self.device, "capture")
             finally:
                 after_stall = isinstance(error, DeviceStalledError)
-                release(pcm, self.device, stalled=after_stall)
+                release(pcm, self.device, "capture", stalled=after_stall)
             if self.periods_read > read_before:  # it worked for a while: retry soon
                 backoff.reset()
             if error is not None and not stop.is_set():  # reported once released
@@ -408,7 +420,8 @@ class Capture(ReportsDeviceState):
 
     def _pause(self, stop: threading.Event, seconds: float) -> None:
         """Wait before a retry (not a hang: the stuck watch is told when to expect it)."""
-        self._beat = time.monotonic_ns() + int(seconds * 1e9)
+        if not stop.is_set():  # a thread left behind must not vouch for the current one
+            self._beat = time.monotonic_ns() + int(seconds * 1e9)
         stop.wait(seconds)
 
     def _read_loop(self, pcm: CapturePcm, stop: threading.Event) -> None:

@@ -226,9 +226,9 @@ def open_alsa(spec: PcmSpec) -> Any:
             raise DeviceStalledError(
                 spec.device, spec.direction, "it still does not answer (a sound server that hangs?)"
             )
-        stalls.reclaim(spec.device)
-    try:
-        pcm = alsaaudio.PCM(
+
+    def open_pcm() -> Any:
+        return alsaaudio.PCM(
             type=alsaaudio.PCM_CAPTURE if spec.direction == "capture" else alsaaudio.PCM_PLAYBACK,
             mode=alsaaudio.PCM_NONBLOCK if spec.nonblock else alsaaudio.PCM_NORMAL,
             rate=spec.rate,
@@ -238,6 +238,23 @@ def open_alsa(spec: PcmSpec) -> Any:
             periods=spec.periods,
             device=spec.device,
         )
+
+    try:
+        try:
+            pcm = open_pcm()
+        except alsaaudio.ALSAAudioError as exc:
+            # Only a device that our own stalled handles keep busy (a `hw:` one) gets
+            # them closed (`stalls.reclaim`) and is opened again. A sound server's device
+            # opens beside them and they stay parked: closing a handle of a JACK server
+            # that died segfaults in libjack, even once a new server runs.
+            if not (
+                spec.after_stall
+                and isinstance(classify(exc, spec.device, spec.direction), DeviceBusyError)
+                and stalls.parked(spec.device, spec.direction)
+            ):
+                raise
+            stalls.reclaim(spec.device, spec.direction)
+            pcm = open_pcm()
     except alsaaudio.ALSAAudioError as exc:
         raise classify(exc, spec.device, spec.direction) from exc
     info: dict[str, Any] = pcm.info()
@@ -382,12 +399,14 @@ class XrunLog:
         self._last_log = self._clock() if now is None else now
 
 
-def release(pcm: CapturePcm | PlaybackPcm, device: str, *, stalled: bool) -> None:
+def release(
+    pcm: CapturePcm | PlaybackPcm, device: str, direction: Direction, *, stalled: bool
+) -> None:
     """Close `pcm`, unless it stalled: then park it (`stalls.park`), since closing it
     could block the whole process on a hung sound server."""
     if stalled:
         from appliance.audio import stalls
 
-        stalls.park(pcm, device)
+        stalls.park(pcm, device, direction)
         return
     pcm.close()

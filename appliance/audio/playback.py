@@ -169,10 +169,15 @@ class Playback(ReportsDeviceState):
         self._set_state(DeviceState.STARTING, None)
         self._start_writer()
 
-    def _start_writer(self) -> None:
+    def _start_writer(self, *, after_stall: bool = False) -> None:
+        """`after_stall`: the last writer hung in the device; open it only once it answers
+        (`stalls.answers`: opening a hung server's device here would block holding the GIL)."""
         generation, wake_r = self._generation, self._wake_r
         self._thread = threading.Thread(
-            target=self._run, args=(generation, wake_r), name="audio-playback", daemon=True
+            target=self._run,
+            args=(generation, wake_r, after_stall),
+            name="audio-playback",
+            daemon=True,
         )
         self._thread.start()
 
@@ -286,7 +291,7 @@ class Playback(ReportsDeviceState):
             ),
         )
         self._set_playing(False)
-        self._start_writer()
+        self._start_writer(after_stall=True)
 
     @property
     def keep_running(self) -> bool:
@@ -332,9 +337,9 @@ class Playback(ReportsDeviceState):
 
     # --- the writer thread --------------------------------------------------------
 
-    def _run(self, generation: int, wake_r: int) -> None:
+    def _run(self, generation: int, wake_r: int, after_stall: bool) -> None:
         try:
-            self._writer(generation, wake_r)
+            self._writer(generation, wake_r, after_stall)
         finally:
             with self._lock:
                 abandoned = generation != self._generation
@@ -344,9 +349,8 @@ class Playback(ReportsDeviceState):
                     with contextlib.suppress(OSError):
                         os.close(fd)
 
-    def _writer(self, generation: int, wake_r: int) -> None:
+    def _writer(self, generation: int, wake_r: int, stalled: bool) -> None:
         backoff = Backoff(*self._retry_s)
-        stalled = False
         while True:
             with self._lock:
                 if self._closing or generation != self._generation:
@@ -384,7 +388,7 @@ class Playback(ReportsDeviceState):
                 if not stalled:  # a stalled one may block in drop/close, holding the GIL
                     with contextlib.suppress(Exception):
                         pcm.drop()  # close() would drain: never play stale audio
-                release(pcm, self.device, stalled=stalled)
+                release(pcm, self.device, "playback", stalled=stalled)
             with self._lock:
                 if self._closing or generation != self._generation:
                     return

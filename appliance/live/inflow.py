@@ -29,11 +29,11 @@ log = logging.getLogger(__name__)
 
 REPORT_AFTER = 1000
 """Empty frames on one connection before it is logged (once per connection)."""
-_EMPTY_TRANSCRIPTION = ("inputTranscription", "outputTranscription")
 
 
 def carries_nothing(frame: bytes | str) -> bool:
-    """True for a frame that is only a `serverContent` with every field empty."""
+    """True for a frame that is only a `serverContent` with every field empty (a nested
+    one too: a transcription with no text but `finished` set carries the flag)."""
     if len(frame) > 512:  # anything that big carries something; not worth parsing twice
         return False
     try:
@@ -43,18 +43,16 @@ def carries_nothing(frame: bytes | str) -> bool:
     if not isinstance(message, dict) or list(message) != ["serverContent"]:
         return False
     content = message["serverContent"]
-    if not isinstance(content, dict):
-        return False
-    for key, value in content.items():
-        if key in _EMPTY_TRANSCRIPTION:
-            if not isinstance(value, dict) or value.get("text"):
-                return False
-        elif key == "modelTurn":
-            if not isinstance(value, dict) or value.get("parts"):
-                return False
-        elif value not in (None, False, {}, [], ""):
-            return False
-    return True
+    return isinstance(content, dict) and _empty(content)
+
+
+def _empty(value: Any) -> bool:
+    """None, false, "", [], or a map of such (a model turn's `role` alone says nothing)."""
+    if value is None or value is False:
+        return True
+    if isinstance(value, dict):
+        return all(_empty(item) for key, item in value.items() if key != "role")
+    return isinstance(value, str | list) and not value
 
 
 class Inflow:
@@ -82,7 +80,9 @@ class Inflow:
     async def recv(self, decode: bool | None = None) -> Any:
         while True:
             await self._breather.breathe()
-            frame = await self._ws.recv(decode=decode)
+            # `decode` only when given: the SDK retries without it on TypeError (a
+            # websockets client that has none), and that retry must reach the socket bare.
+            frame = await (self._ws.recv() if decode is None else self._ws.recv(decode=decode))
             if not carries_nothing(frame):
                 return frame
             self.dropped += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 
@@ -231,3 +232,41 @@ async def test_a_capture_thread_that_dies_is_reported_and_restarted(
     await capture.stop()
     assert caplog.text.count("Traceback") == 1  # one line for the death, with its cause
     assert "close failed" in caplog.text
+
+
+async def test_waiting_for_a_hung_device_to_answer_is_not_a_stuck_thread() -> None:
+    # After a stall the device is reopened only once a child process saw it answer
+    # (stalls.answers: up to 3 s). A thread waiting on that check is not hung in
+    # alsa-lib: it must not be left behind, nor another started beside it (each would
+    # start a child of its own while the sound server hangs).
+    import time
+
+    from appliance.audio.devices import DeviceStalledError
+
+    probing = 0
+    most = 0
+    lock = threading.Lock()
+
+    class Silent(FakeCapturePcm):
+        def read(self) -> tuple[int, bytes]:
+            time.sleep(0.001)
+            return 0, b""  # the sound server stopped: nothing comes, no error
+
+    def opener(spec: PcmSpec) -> FakeCapturePcm:
+        nonlocal probing, most
+        if not spec.after_stall:
+            return Silent(spec)
+        with lock:
+            probing += 1
+            most = max(most, probing)
+        time.sleep(2.8)  # the child opening the hung device, killed at its bound
+        with lock:
+            probing -= 1
+        raise DeviceStalledError(spec.device, "capture", "it still does not answer")
+
+    capture = Capture(AudioConfig(), opener=opener, retry_s=(0.05, 0.1))
+    await capture.start()
+    await eventually(lambda: capture.state == DeviceState.MISSING, within_s=5)
+    await asyncio.sleep(3)  # the first check ends 2.8 s after the stall, past stuck_s
+    await capture.stop()
+    assert (capture.stuck, most) == (0, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -202,3 +203,32 @@ async def test_a_device_that_sticks_again_after_re_preparing_is_reported_and_reo
     await eventually(lambda: len(opener.pcms) == 2 and playback.state == DeviceState.OK)
     assert playback.recoveries == 1 and DeviceState.MISSING in states
     await playback.close()
+
+
+async def test_a_device_whose_write_hangs_is_reopened_only_once_it_answers() -> None:
+    # A write that hangs in alsa-lib (pyalsaaudio lets go of the GIL there) may be a
+    # sound server that hangs; opening its device again in this process would block in
+    # the open holding the GIL, freezing the daemon. The fresh writer opens it only after
+    # a child process saw it answer (`after_stall`), as after any other stall.
+    hang = threading.Event()
+    specs: list[PcmSpec] = []
+
+    class Hangs(FakePlaybackPcm):
+        def write(self, data: bytes) -> int:
+            hang.wait()
+            return super().write(data)
+
+    def opener(spec: PcmSpec) -> FakePlaybackPcm:
+        specs.append(spec)
+        return Hangs(spec) if len(specs) == 1 else FakePlaybackPcm(spec)
+
+    playback = Playback(AudioConfig(jitter_ms=0), opener=opener)
+    await playback.start()
+    await eventually(lambda: playback.state == DeviceState.OK)
+    playback.enqueue(ramp(4800))
+    assert await playback.drain() is False  # the writer hangs: given up after STUCK_S
+    await eventually(lambda: len(specs) == 2)
+    hang.set()
+    await playback.close()
+    assert playback.stuck == 1
+    assert [s.after_stall for s in specs] == [False, True]
