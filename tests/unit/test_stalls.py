@@ -19,6 +19,12 @@ class Handle:
         self.closed += 1
 
 
+@pytest.fixture(autouse=True)
+def no_parked_handles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry is the process's: earlier tests in this run may have parked some."""
+    monkeypatch.setattr(stalls, "_parked", {})
+
+
 def test_a_parked_handle_stays_open_until_its_device_is_reclaimed() -> None:
     first, second, other = Handle(), Handle(), Handle()
     stalls.park(first, "spk", "playback")
@@ -96,7 +102,6 @@ def fake_alsa(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[FakeAlsaPcm]]:
     monkeypatch.setattr(alsaaudio, "PCM", FakeAlsaPcm)
     monkeypatch.setattr(stalls, "answers", lambda device, direction: True)
     yield FakeAlsaPcm
-    stalls._parked.clear()
 
 
 SPEC = PcmSpec("spk", "playback", 24000, 1, 480, 4, after_stall=True)
