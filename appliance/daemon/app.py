@@ -16,7 +16,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from appliance.daemon import service, state
 from appliance.daemon.control import ControlServer, socket_path
 from appliance.daemon.conversation import MicPump
 from appliance.daemon.cost import Budget
+from appliance.daemon.inbox import Call, Connected, Device, Item, Live, Request
 from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.daemon.quiet_timer import QuietTimer
 from appliance.daemon.tool_context import DaemonToolContext
@@ -66,49 +66,6 @@ LIMIT_SHOW_S = 4.0
 """How long the LEDs show `limit` after a press refused for the daily limit."""
 AUDIO_TOKENS_PER_S = 25
 """What the Live API bills a second of input audio."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Live:
-    """A Live event, tagged with the session it came from (stale ones are ignored)."""
-
-    session: int
-    event: ev.LiveEvent
-
-
-@dataclass(frozen=True, slots=True)
-class _Connected:
-    session: int
-    error: LiveError | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Device:
-    """An audio device changed state (missing, busy, running...)."""
-
-    name: str
-    state: DeviceState
-    message: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Call:
-    """Run a function on the loop, in order with everything else (e.g. a reload)."""
-
-    fn: Callable[[], Any]
-
-
-@dataclass(slots=True)
-class _Request:
-    """An event a control client waits on (`ask`, `say`): dropped unhandled if the
-    client left before it came up (an old `ask` opened a session 40 s after its client
-    had gone, once a stuck inbox moved again)."""
-
-    event: state.Event
-    withdrawn: bool = False
-
-
-Item = state.Event | _Live | _Connected | _Device | _Call | _Request
 
 
 class Appliance:
@@ -242,7 +199,7 @@ class Appliance:
         )
         await self.control.start()
         self.notifier.ready(status=self._status_line())
-        self.notifier.start_watchdog(through=lambda ping: self.post(_Call(ping)))
+        self.notifier.start_watchdog(through=lambda ping: self.post(Call(ping)))
         self.ready.set()
         self._spawn(asyncio.to_thread(importlib.import_module, LIVE_CLIENT_MODULE))
         log.info(
@@ -353,19 +310,19 @@ class Appliance:
                 self.post(state.Fatal(self.last_error))
 
     async def _handle(self, item: Item) -> None:
-        if isinstance(item, _Live):
+        if isinstance(item, Live):
             if item.session == self.session_no:
                 await self._on_live(item.event)
-        elif isinstance(item, _Connected):
+        elif isinstance(item, Connected):
             if item.session == self.session_no:
                 await self._on_connected(item.error)
-        elif isinstance(item, _Device):
+        elif isinstance(item, Device):
             await self._on_device(item)
-        elif isinstance(item, _Call):
+        elif isinstance(item, Call):
             result = item.fn()
             if asyncio.iscoroutine(result):
                 await result
-        elif isinstance(item, _Request):
+        elif isinstance(item, Request):
             if not item.withdrawn:
                 await self._feed(item.event)
         else:
@@ -423,7 +380,7 @@ class Appliance:
             "the reply stopped for %.0f s without turnComplete; taking the turn as done",
             self.config.behaviour.reply_timeout_s,
         )
-        self.post(_Live(self.session_no, ev.TurnComplete(None)))
+        self.post(Live(self.session_no, ev.TurnComplete(None)))
 
     def _show_state_again(self) -> None:
         if self.leds is not None:
@@ -522,7 +479,7 @@ class Appliance:
                 "no Gemini API key: put it in /etc/appliance/gemini-api-key "
                 "(or GEMINI_API_KEY) and restart the appliance"
             )
-            self.post(_Connected(number, LiveFatalError(message)))
+            self.post(Connected(number, LiveFatalError(message)))
             return
         from appliance.live.client import LiveClient
 
@@ -537,7 +494,7 @@ class Appliance:
                 media_resolution=cfg.camera.media_resolution if cfg.camera.enabled else None,
             )
         except (OSError, ValueError) as exc:  # e.g. an unreadable [live] ca_file
-            self.post(_Connected(number, LiveFatalError(f"cannot set up the Live client: {exc}")))
+            self.post(Connected(number, LiveFatalError(f"cannot set up the Live client: {exc}")))
             return
         self._live = client
         self._track(self._connect(number, client))
@@ -555,11 +512,11 @@ class Appliance:
         try:
             await client.connect()
         except LiveError as exc:
-            self.post(_Connected(number, exc))
+            self.post(Connected(number, exc))
             return
-        self.post(_Connected(number, None))
+        self.post(Connected(number, None))
         async for event in client.events():
-            self.post(_Live(number, event))
+            self.post(Live(number, event))
 
     async def _on_connected(self, error: LiveError | None) -> None:
         if error is None:
@@ -746,11 +703,11 @@ class Appliance:
 
     def _device_callback(self, name: str) -> Callable[..., None]:
         def changed(device_state: DeviceState, error: Exception | None = None) -> None:
-            self.post(_Device(name, device_state, str(error) if error else None))
+            self.post(Device(name, device_state, str(error) if error else None))
 
         return changed
 
-    async def _on_device(self, item: _Device) -> None:
+    async def _on_device(self, item: Device) -> None:
         """A device that is missing, busy or failed shows `error` until every one is back."""
         if item.state in (DeviceState.MISSING, DeviceState.BUSY, DeviceState.FAILED):
             message = item.message or f"the {item.name} is {item.state}"
@@ -827,7 +784,7 @@ class Appliance:
         `TurnIncomplete` when the conversation ends first (dropped, stopped, an error)."""
         queue: asyncio.Queue[tuple[str, str] | TurnIncomplete | None] = asyncio.Queue()
         self._listeners.append(queue)
-        request = _Request(item)
+        request = Request(item)
         try:
             self.post(request)
             while (line := await queue.get()) is not None:
@@ -857,7 +814,7 @@ class Appliance:
                 "config not reloaded, keeping the running one: %s: %s", type(exc).__name__, exc
             )
             return
-        self.post(_Call(lambda: self._apply(new)))
+        self.post(Call(lambda: self._apply(new)))
 
     async def _apply(self, new: Config) -> None:
         old, self.config = self.config, new
