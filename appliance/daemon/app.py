@@ -35,6 +35,7 @@ from appliance.daemon.control import ControlServer, socket_path
 from appliance.daemon.conversation import MicPump
 from appliance.daemon.cost import Budget
 from appliance.daemon.inbox import Call, Connected, Device, Item, Live, Request
+from appliance.daemon.listeners import TranscriptListeners
 from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.daemon.quiet_timer import QuietTimer
 from appliance.daemon.tool_context import DaemonToolContext
@@ -135,7 +136,7 @@ class Appliance:
         """The event being carried out (why a conversation ends, for `ask`)."""
         self._said: tuple[str, str] | None = None
         """Transcript text of the side speaking now, logged once it is done."""
-        self._listeners: list[asyncio.Queue[tuple[str, str] | TurnIncomplete | None]] = []
+        self.listeners = TranscriptListeners(self.post)
         self._stopped = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once the parts are open and READY=1 was sent."""
@@ -534,7 +535,7 @@ class Appliance:
         # A turn still awaited ends here without its answer: say why (`ask` exits 1).
         problems = "; ".join(self._device_problems.values())
         reason = self.last_error or problems or why_ended(self._last_event, self.config)
-        self._notify_listeners(TurnIncomplete(reason))
+        self.listeners.notify(TurnIncomplete(reason))
         client, self._live = self._live, None
         for task in list(self._live_tasks):
             task.cancel()
@@ -580,8 +581,7 @@ class Appliance:
                 self._said = (role, (self._said[1] if self._said else "") + text)
                 if self.on_transcript is not None:
                     self.on_transcript(role, text)
-                for listener in self._listeners:
-                    listener.put_nowait((role, text))
+                self.listeners.notify((role, text))
                 if role == "user":
                     await self._feed(state.UserSpeech())
             case ev.Interrupted():
@@ -603,7 +603,7 @@ class Appliance:
                     # Before the state moves: a typed turn's conversation may close on
                     # it, and `ask` must hear "complete" first. (It waits for a tool's
                     # answer the model will say next.)
-                    self._notify_listeners(None)
+                    self.listeners.notify(None)
                 await self._feed(state.TurnComplete())
                 if self.machine.state == "speaking":
                     self._drain_task = asyncio.create_task(self._drain())
@@ -779,25 +779,10 @@ class Appliance:
             "cost": self.budget.status(self.usage.conversation, self.usage.today()),
         }
 
-    async def transcript_of_next_turn(self, item: state.Event) -> AsyncIterator[tuple[str, str]]:
+    def transcript_of_next_turn(self, item: state.Event) -> AsyncIterator[tuple[str, str]]:
         """Post `item` and yield the transcript lines until the turn ends; raises
         `TurnIncomplete` when the conversation ends first (dropped, stopped, an error)."""
-        queue: asyncio.Queue[tuple[str, str] | TurnIncomplete | None] = asyncio.Queue()
-        self._listeners.append(queue)
-        request = Request(item)
-        try:
-            self.post(request)
-            while (line := await queue.get()) is not None:
-                if isinstance(line, TurnIncomplete):
-                    raise line
-                yield line
-        finally:
-            request.withdrawn = True  # the caller left: not run if still queued
-            self._listeners.remove(queue)
-
-    def _notify_listeners(self, line: tuple[str, str] | TurnIncomplete | None) -> None:
-        for listener in self._listeners:
-            listener.put_nowait(line)
+        return self.listeners.next_turn(item)
 
     # -- reload -----------------------------------------------------------------------
 
