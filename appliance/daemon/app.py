@@ -37,6 +37,7 @@ from appliance.daemon.cost import Budget
 from appliance.daemon.inbox import Call, Connected, Device, Item, Live, Request
 from appliance.daemon.listeners import TranscriptListeners
 from appliance.daemon.memory import HandleStore, UsageBook
+from appliance.daemon.reload import reload_config
 from appliance.daemon.session import LiveSession
 from appliance.daemon.tool_context import DaemonToolContext
 from appliance.daemon.verbs import ControlVerbs, why_ended
@@ -46,7 +47,7 @@ from appliance.timers.keeper import TimerKeeper
 from appliance.timers.ringer import Ringer
 from appliance.tools.setup import make_toolbox
 from appliance.tools.toolbox import Toolbox
-from appliance.voice.hands_free import HandsFree, wants_gate
+from appliance.voice.hands_free import HandsFree
 
 LIVE_CLIENT_MODULE = "appliance.live.client"
 """Imported after READY=1, in the background: the google-genai SDK takes seconds to
@@ -164,7 +165,7 @@ class Appliance:
             gate=self.hands_free.make_gate(),
             on_voice=self.hands_free.voice,
         )
-        self._open_hardware()
+        self.open_hardware()
         self._open_timers()
         self.toolbox = make_toolbox(cfg, camera_present=self.camera is not None, timers=self.timers)
         self.toolbox.prepare()
@@ -185,7 +186,8 @@ class Appliance:
             extra=service.fields(state=self.machine.state),
         )
 
-    def _open_hardware(self) -> None:
+    def open_hardware(self) -> None:
+        """The button, the LEDs and the camera, as the config describes them."""
         from appliance.hardware.button import open_button
         from appliance.hardware.camera import open_camera
         from appliance.hardware.leds import open_leds
@@ -215,7 +217,7 @@ class Appliance:
         )
         self.timers.start()
 
-    def _close_hardware(self) -> None:
+    def close_hardware(self) -> None:
         if self.button is not None:
             self.button.close()
         if self.leds is not None:
@@ -254,7 +256,7 @@ class Appliance:
             await self.control.close()
         if self.camera is not None:
             await self.camera.close()
-        self._close_hardware()
+        self.close_hardware()
         if self.capture is not None:
             await self.capture.stop()
         self.hands_free.close()
@@ -507,50 +509,11 @@ class Appliance:
         `TurnIncomplete` when the conversation ends first (dropped, stopped, an error)."""
         return self.listeners.next_turn(item)
 
-    # -- reload -----------------------------------------------------------------------
+    # -- reload ---------------------------------------------------------------------
 
     async def reload(self) -> None:
         """SIGHUP: read the config again; a bad file is reported and the old one kept."""
-        path = self.config_path
-        try:
-            new = config_mod.load(path)
-        except config_mod.ConfigError as exc:
-            log.error("config not reloaded, keeping the running one: %s", exc)
-            return
-        except Exception as exc:  # whatever the file does, the running config stays
-            log.error(
-                "config not reloaded, keeping the running one: %s: %s", type(exc).__name__, exc
-            )
-            return
-        self.post(Call(lambda: self._apply(new)))
-
-    async def _apply(self, new: Config) -> None:
-        old, self.config = self.config, new
-        self.machine.policy = state.Policy.from_config(new)
-        self.handles.remember_s = new.behaviour.remember_s
-        self.budget = Budget(new.cost)
-        self.earcons = Earcons(new.audio.earcons)
-        logging.getLogger().setLevel(new.logging.level.upper())
-        if (old.button, old.leds, old.camera) != (new.button, new.leds, new.camera):
-            self._close_hardware()
-            if self.camera is not None:
-                await self.camera.close()
-            self._open_hardware()
-        if old.mcp != new.mcp:
-            replaced, self.toolbox = (
-                self.toolbox,
-                make_toolbox(new, camera_present=self.camera is not None, timers=self.timers),
-            )
-            await replaced.close()
-            self.toolbox.prepare()
-        if old.audio != new.audio:
-            log.warning("[audio] changes take effect after `systemctl restart appliance`")
-        self.hands_free.reload(new)
-        if self.mic is not None and wants_gate(old) != wants_gate(new):
-            self.mic.gate = self.hands_free.make_gate()
-        log.info("config reloaded from %s", self.config_path or config_mod.DEFAULT_PATH)
-        if self.machine.state in ("error", "offline"):
-            await self.feed(state.Reset())
+        await reload_config(self)
 
 
 def run_service(config: Config, config_path: Path | None, level: str | None = None) -> int:
