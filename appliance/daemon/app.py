@@ -39,6 +39,7 @@ from appliance.daemon.listeners import TranscriptListeners
 from appliance.daemon.memory import HandleStore, UsageBook
 from appliance.daemon.reload import reload_config
 from appliance.daemon.session import LiveSession
+from appliance.daemon.status import status_line, status_report
 from appliance.daemon.tool_context import DaemonToolContext
 from appliance.daemon.verbs import ControlVerbs, why_ended
 from appliance.tasks import cancel_and_wait
@@ -97,7 +98,7 @@ class Appliance:
         self.usage = UsageBook(self.state_dir)
         self.budget = Budget(config.cost)
         self.last_error: str | None = None
-        self._device_problems: dict[str, str] = {}
+        self.device_problems: dict[str, str] = {}
         self._timer: asyncio.TimerHandle | None = None
         self.toolbox = Toolbox([])
         """Where the session's tools come from; its sources are set up in start()."""
@@ -173,7 +174,7 @@ class Appliance:
             socket_path(cfg.control, self.env), ControlVerbs(self), group=cfg.control.group
         )
         await self.control.start()
-        self.notifier.ready(status=self._status_line())
+        self.notifier.ready(status=status_line(self))
         self.notifier.start_watchdog(through=lambda ping: self.post(Call(ping)))
         self.ready.set()
         self._spawn(asyncio.to_thread(importlib.import_module, LIVE_CLIENT_MODULE))
@@ -324,7 +325,7 @@ class Appliance:
                 self.playback.keep_running = after in KEEP_SPEAKER_RUNNING
             if self.leds is not None:
                 self.leds.show(after)
-            self.notifier.status(self._status_line())
+            self.notifier.status(status_line(self))
             if self.on_state is not None:
                 self.on_state(after)
         self._last_event = event
@@ -352,18 +353,12 @@ class Appliance:
 
     def end_reason(self) -> str:
         """Why the conversation ends now, in words for a client waiting on its turn."""
-        problems = "; ".join(self._device_problems.values())
+        problems = "; ".join(self.device_problems.values())
         return self.last_error or problems or why_ended(self._last_event, self.config)
 
     def _show_state_again(self) -> None:
         if self.leds is not None:
             self.leds.show(self.machine.state)
-
-    def _status_line(self) -> str:
-        line: str = self.machine.state
-        if self.machine.state == "error" and self.last_error:
-            line += f": {self.last_error}"
-        return line
 
     # -- actions ----------------------------------------------------------------------
 
@@ -442,12 +437,12 @@ class Appliance:
         """A device that is missing, busy or failed shows `error` until every one is back."""
         if item.state in (DeviceState.MISSING, DeviceState.BUSY, DeviceState.FAILED):
             message = item.message or f"the {item.name} is {item.state}"
-            self._device_problems[item.name] = message
+            self.device_problems[item.name] = message
             self.last_error = message
             await self.feed(state.Fatal(message))
-        elif item.state == DeviceState.OK and item.name in self._device_problems:
-            del self._device_problems[item.name]
-            if not self._device_problems and self.machine.state == "error":
+        elif item.state == DeviceState.OK and item.name in self.device_problems:
+            del self.device_problems[item.name]
+            if not self.device_problems and self.machine.state == "error":
                 self.last_error = None
                 await self.feed(state.Reset())
 
@@ -474,35 +469,7 @@ class Appliance:
     # -- control socket -----------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        capture, playback = self.capture, self.playback
-        session = self.session
-        sent_s, audio_tokens = session.audio_sent()
-        return {
-            "state": self.machine.state,
-            "session": session.number,
-            "turn": session.turn,
-            "connected": session.client is not None,
-            "last_error": self.last_error,
-            "device_problems": dict(self._device_problems),
-            "volume": self.volume.percent if self.volume else None,
-            "counters": {
-                **session.counters,
-                "mic_bytes_sent": self.mic.sent_bytes if self.mic else 0,
-                "mic_bytes_dropped_reconnecting": (
-                    session.client.dropped_audio_bytes if session.client else 0
-                ),
-                "capture_overruns": capture.overruns.total if capture else 0,
-                "playback_underruns": playback.underruns.total if playback else 0,
-            },
-            "audio_sent": {"seconds": round(sent_s, 2), "input_tokens": audio_tokens},
-            "wake": self.hands_free.status(),
-            "echo_cancel": self.echo.status() if self.echo else None,
-            "tokens": {
-                "conversation": self.usage.conversation.as_dict(),
-                "today": self.usage.today().as_dict(),
-            },
-            "cost": self.budget.status(self.usage.conversation, self.usage.today()),
-        }
+        return status_report(self)
 
     def transcript_of_next_turn(self, item: state.Event) -> AsyncIterator[tuple[str, str]]:
         """Post `item` and yield the transcript lines until the turn ends; raises
