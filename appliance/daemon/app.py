@@ -31,6 +31,7 @@ from appliance.audio.volume import Volume
 from appliance.breather import Breather
 from appliance.config import Config
 from appliance.daemon import service, state
+from appliance.daemon.button_events import button_event
 from appliance.daemon.control import ControlServer, socket_path
 from appliance.daemon.conversation import MicPump
 from appliance.daemon.cost import Budget
@@ -447,24 +448,10 @@ class Appliance:
                 await self.feed(state.Reset())
 
     def _on_button(self, event: Any) -> None:
-        gesture, action = str(event.gesture), str(event.action)
-        if self.config.behaviour.mode == "hold":
-            mapped: state.Event | None = None
-            if gesture in ("down", "up"):
-                mapped = state.Press() if gesture == "down" else state.Release()
-        else:
-            mapped = self._action_event(action)
+        mode, muted = self.config.behaviour.mode, self.machine.state == "muted"
+        mapped = button_event(event, mode=mode, muted=muted)
         if mapped is not None:
             self.post(mapped)
-
-    def _action_event(self, action: str) -> state.Event | None:
-        if action == "talk":
-            return state.Press()
-        if action == "stop":
-            return state.Stop()
-        if action == "mute":
-            return state.Mute(on=self.machine.state != "muted")
-        return None
 
     # -- control socket -----------------------------------------------------------------
 
