@@ -220,6 +220,7 @@ class Appliance:
         self.timers.start()
 
     def close_hardware(self) -> None:
+        """Release the button and the LEDs (the camera closes on its own: it is async)."""
         if self.button is not None:
             self.button.close()
         if self.leds is not None:
