@@ -58,7 +58,7 @@ reported -> LED drawn, reported -> earcon, detected -> LED show, detected -> ear
 for context wake word end -> detected and wake word end -> earcon. Where the earcon's
 time goes: reported -> the earcon queued to the playback (`Playback.stamps
 .receive_to_write`: queued -> first frame written to ALSA), written -> heard at the JACK
-port, and how long `Appliance._open_session()` took (it runs in the same transition as
+port, and how long `LiveSession.open()` took (it runs in the same transition as
 the earcon action, before the earcon's task can start).
 
 Also counted: detections after the phrase's own, until the daemon has been idle for 3 s
@@ -172,17 +172,17 @@ class Stamps:
         driver.render = rendered
 
     def wrap_session(self, app: Any) -> None:
-        """Time `Appliance._open_session` (synchronous, in the same transition as the
+        """Time `LiveSession.open` (synchronous, in the same transition as the
         earcon: the earcon's task can only run after it)."""
         self.sessions: list[tuple[int, int]] = []
-        open_session = app._open_session
+        open_session = app.session.open
 
         def opened() -> None:
             t0 = time.monotonic_ns()
             open_session()
             self.sessions.append((t0, time.monotonic_ns()))
 
-        app._open_session = opened
+        app.session.open = opened
 
     def wrap_detections(self, app: Any) -> None:
         """Every detection the listener reports (`WakeListener._on_detect`), and whether

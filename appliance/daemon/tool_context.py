@@ -21,10 +21,10 @@ class DaemonToolContext:
         return self.app.volume.set(percent) if self.app.volume else 0
 
     def end_conversation(self) -> None:
-        self.app._end_after_reply = True
+        self.app.session.end_after_reply = True
 
     async def look(self) -> bytes | None:
-        camera, live = self.app.camera, self.app._live
+        camera, live = self.app.camera, self.app.session.client
         if camera is None or live is None:
             return None
         await camera.start()

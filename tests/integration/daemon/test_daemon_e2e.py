@@ -91,7 +91,7 @@ async def test_toggle_conversation_press_speak_reply_then_silence_timeout(
         assert len(emu.connections) == 1
         # The session is closed at the end of the conversation.
         async with asyncio.timeout(5):
-            while r.app._live is not None or emu.connections[0].close_code is None:
+            while r.app.session.client is not None or emu.connections[0].close_code is None:
                 await asyncio.sleep(0.05)
 
 
@@ -395,7 +395,7 @@ async def test_a_missing_speaker_does_not_leave_the_daemon_speaking(
         async with asyncio.timeout(10):
             while not (
                 r.app.machine.state == "error"
-                or (r.app.machine.state == "idle" and r.app._live is None)
+                or (r.app.machine.state == "idle" and r.app.session.client is None)
             ):
                 await asyncio.sleep(0.05)
 

@@ -90,7 +90,7 @@ async def test_without_echo_cancellation_the_reply_interrupts_itself(
         await r.wait_state("listening", after=speaking)
         cut_after = time.monotonic() - started
     assert sent_at(spoken_emu, "interrupted")
-    assert r.app.counters["interruptions"] >= 1
+    assert r.app.session.counters["interruptions"] >= 1
     assert cut_after < spoken_emu.reply_s / 2  # type: ignore[attr-defined]
 
 
@@ -112,7 +112,7 @@ async def test_with_echo_cancellation_three_replies_play_to_the_end(
             lengths.append(time.monotonic() - started)
         status = r.app.status()["echo_cancel"]
     assert not sent_at(spoken_emu, "interrupted"), sent_kinds(spoken_emu)
-    assert r.app.counters["interruptions"] == 0
+    assert r.app.session.counters["interruptions"] == 0
     assert len(sent_at(spoken_emu, "turnComplete")) >= 3
     reply_s = spoken_emu.reply_s  # type: ignore[attr-defined]
     assert min(lengths) > reply_s * 0.95, lengths  # each played whole

@@ -69,7 +69,7 @@ async def test_an_answer_after_the_conversation_ended_is_dropped(
     )
     async with running_appliance(jack_audio, emu, tmp_path) as r:
         r.app.post(Ask("what time is it"))
-        await eventually(lambda: bool(r.app._tool_tasks), within_s=10)
+        await eventually(lambda: bool(r.app.session.tool_tasks), within_s=10)
         r.app.post(Stop())  # the user ends it while the call runs
         await r.wait_state("idle", after=1)
         await asyncio.sleep(1.5)
@@ -86,9 +86,9 @@ async def test_an_answer_to_a_call_the_service_cancelled_is_dropped(
         r.app.post(Press())
         await r.wait_state("listening")
         jack_audio.rig.play(speech_48k(0.2))
-        await eventually(lambda: bool(r.app._tool_tasks), within_s=10)
+        await eventually(lambda: bool(r.app.session.tool_tasks), within_s=10)
         jack_audio.rig.play(speech_48k(0.2))  # talks again while the call runs
-        await eventually(lambda: not r.app._tool_tasks, within_s=10)
+        await eventually(lambda: not r.app.session.tool_tasks, within_s=10)
         await asyncio.sleep(1.5)
     sent = [s.kind for s in emu.recorder.sent]
     assert any("toolCallCancellation" in kind for kind in sent)

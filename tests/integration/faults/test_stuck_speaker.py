@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from appliance.daemon.app import _Call
 from appliance.daemon.control import ControlClient, ControlError
+from appliance.daemon.inbox import Call
 from appliance.daemon.service import Notifier
 from appliance.daemon.state import Ask, Stop
 from appliance.live.emulator import Emulator, Reply
@@ -108,7 +108,7 @@ class Inbox:
 
     def __init__(self, app: Any) -> None:
         self.released = asyncio.Event()
-        app.post(_Call(self.released.wait))
+        app.post(Call(self.released.wait))
 
     def release(self) -> None:
         self.released.set()
