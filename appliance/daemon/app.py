@@ -307,6 +307,10 @@ class Appliance:
         """Carry out `event` now: only from the item being handled, to keep the order."""
         if isinstance(event, state.Press | state.Wake) and self._refused_over_limit():
             return
+        if isinstance(event, state.Press) and self.device_problems and self.machine.state == "idle":
+            # `stop` acknowledged a device's error but it is still gone: say so again
+            # rather than open a conversation nobody can be heard in
+            event = state.Fatal(next(iter(self.device_problems.values())))
         transition = self.machine.handle(event)
         if not transition.changed:
             return

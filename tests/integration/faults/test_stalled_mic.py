@@ -124,6 +124,13 @@ async def stalled_and_answering(
     status = await call(client.status)
     assert status["state"] == "idle" and r.states[-1] == "idle"
     assert "did not return" in status["device_problems"]["microphone"]  # still stalled
+    # A press meanwhile is the error again, not a conversation with a deaf microphone.
+    connections, pressed = len(r.emu.connections), len(r.states)
+    r.app.post(Press())
+    refused = await r.wait_state("error", after=pressed, within_s=10)
+    assert "listening" not in r.states[pressed:] and len(r.emu.connections) == connections
+    await call(client.stop)
+    await r.wait_state("idle", after=refused, within_s=10)
     reported = stall_lines(caplog)
     assert reported == lines + 2  # once, and once more after the reopen by the unmute
     return reported
