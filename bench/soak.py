@@ -54,8 +54,9 @@ if TYPE_CHECKING:  # tests.rig imports numpy and the JACK rig: at run time, lazi
     from tests.rig.jack import JackAudio
 
 RECORDS_KEPT = 4000
-"""The emulator's records kept (it shares the process: unbounded, spoken turns' audio
-would show as daemon RSS growth). Checks come often enough that none is dropped unseen."""
+"""The emulator's records kept (bounded: the short variant shares the daemon's process,
+where spoken turns' audio would show as RSS growth). Checks come often enough that none
+is dropped unseen."""
 RESTING = frozenset({"idle", "error"})
 """Where every turn must end (error: after a fatal fault, until the next ask)."""
 TURN_BOUND_S = 25.0

@@ -2,11 +2,12 @@
 are dropped, and the daemon's loop gets its turn however fast frames arrive.
 
 Why: the google-genai SDK turns every frame into a pydantic `LiveServerMessage` (about
-0.2 ms on a fast PC, ten times that on a Pi Zero 2 W), and `session.receive()` never
-yields to the event loop while websockets has frames queued, which it fills from one
-TLS read by the thousand. A server flooding tiny messages (6,400 a second from the
+0.4 ms each under the profiler on the x86 dev box, more on a Pi), and `session.receive()`
+never yields to the event loop while websockets has frames queued, which it fills from
+one TLS read by the thousand. A server flooding tiny messages (7,600 a second from the
 emulator's FLOOD fault) held the loop for seconds at a time: `status` on the control
-socket took up to 5 s and the daemon ended the turn 1.7 s after the flood did.
+socket took up to 4.5 s and the daemon ended the turn 1.8 s after the flood did
+(bench/results/flood.md).
 
 `Inflow` wraps the session's websocket (the SDK reads `session._ws.recv()`): each
 `recv()` first yields to the loop if it has held it for a few milliseconds

@@ -313,7 +313,9 @@ async def test_resumption_handle_carries_context_to_a_new_client() -> None:
             stream = first.events()
             send_speech(first, UTTERANCE)
             await next_turn(stream)
-            handle = first.resumption_handle
+        # Read once the client is closed: the update that follows a turn's end may still be
+        # on its way when TurnComplete is seen (the receive path yields between frames).
+        handle = first.resumption_handle
         assert handle is not None and handle == handles[-1]
         async with make_client(emu, resumption_handle=handle) as second:
             stream = second.events()
